@@ -1,0 +1,236 @@
+"""Training jobs: states, claims, heartbeats and recovery of jobs whose worker died.
+
+Every state change is a conditional UPDATE so that two workers, or a worker and the
+sweeper, can never both move the same job.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import CursorResult, or_, select, update
+from sqlalchemy.orm import Session
+
+from registry.db import utcnow
+from registry.errors import InvalidState, JobNotFound
+from registry.models import TERMINAL_STATES, FoldMetric, JobEvent, TrainingJob
+
+
+def _event(session: Session, job_id: str, state: str, message: str | None, at: datetime) -> None:
+    session.add(JobEvent(job_id=job_id, state=state, message=message, at=at))
+
+
+def _rowcount(result: Any) -> int:
+    assert isinstance(result, CursorResult)
+    return result.rowcount
+
+
+def create_job(
+    session: Session, *, model_name: str, dataset_id: str, spec: dict[str, Any]
+) -> TrainingJob:
+    now = utcnow()
+    job = TrainingJob(
+        model_name=model_name, dataset_id=dataset_id, spec=spec, state="queued", created_at=now
+    )
+    session.add(job)
+    session.flush()
+    _event(session, job.id, "queued", "accepted", now)
+    session.flush()
+    return job
+
+
+def get_job(session: Session, *, job_id: str) -> TrainingJob:
+    job = session.get(TrainingJob, job_id)
+    if job is None:
+        raise JobNotFound(f"no training job with id {job_id!r}")
+    return job
+
+
+def list_jobs(
+    session: Session, *, state: str | None = None, limit: int = 100, offset: int = 0
+) -> Sequence[TrainingJob]:
+    query = select(TrainingJob).order_by(TrainingJob.created_at.desc()).limit(limit).offset(offset)
+    if state is not None:
+        query = query.where(TrainingJob.state == state)
+    return session.scalars(query).all()
+
+
+def mark_enqueued(session: Session, *, job_id: str, at: datetime | None = None) -> None:
+    session.execute(
+        update(TrainingJob).where(TrainingJob.id == job_id).values(enqueued_at=at or utcnow())
+    )
+
+
+def claim_job(session: Session, *, job_id: str, worker: str) -> TrainingJob | None:
+    """Move a queued job to running for this worker; None if another delivery got it first."""
+    now = utcnow()
+    result = session.execute(
+        update(TrainingJob)
+        .where(TrainingJob.id == job_id, TrainingJob.state == "queued")
+        .values(
+            state="running",
+            attempt=TrainingJob.attempt + 1,
+            worker=worker,
+            started_at=now,
+            heartbeat_at=now,
+            reason=None,
+            progress=None,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    if _rowcount(result) != 1:
+        return None
+    _event(session, job_id, "running", f"claimed by {worker}", now)
+    session.flush()
+    job = session.get(TrainingJob, job_id, populate_existing=True)
+    assert job is not None
+    return job
+
+
+def heartbeat(session: Session, *, job_id: str, progress: dict[str, Any] | None = None) -> bool:
+    """Record that the worker is alive (and where it is). False if the job is no longer running."""
+    values: dict[str, Any] = {"heartbeat_at": utcnow()}
+    if progress is not None:
+        values["progress"] = progress
+    result = session.execute(
+        update(TrainingJob)
+        .where(TrainingJob.id == job_id, TrainingJob.state == "running")
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    return _rowcount(result) == 1
+
+
+def record_fold(
+    session: Session,
+    *,
+    job_id: str,
+    fold: int,
+    n_train: int,
+    n_val: int,
+    metrics: dict[str, Any],
+    history: dict[str, list[float]],
+) -> FoldMetric:
+    # A retried attempt trains the folds again: its numbers replace the lost attempt's.
+    existing = session.scalars(
+        select(FoldMetric).where(FoldMetric.job_id == job_id, FoldMetric.fold == fold)
+    ).first()
+    if existing is not None:
+        session.delete(existing)
+        session.flush()
+    row = FoldMetric(
+        job_id=job_id, fold=fold, n_train=n_train, n_val=n_val, metrics=metrics, history=history
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
+def finish_job(session: Session, *, job_id: str, state: str, reason: str | None = None) -> bool:
+    """Move a running job to a terminal state. False if it was not running any more."""
+    if state not in TERMINAL_STATES:
+        raise InvalidState(f"{state!r} is not a terminal state; expected one of {TERMINAL_STATES}")
+    now = utcnow()
+    result = session.execute(
+        update(TrainingJob)
+        .where(TrainingJob.id == job_id, TrainingJob.state == "running")
+        .values(state=state, reason=reason, finished_at=now, heartbeat_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if _rowcount(result) != 1:
+        return False
+    _event(session, job_id, state, reason, now)
+    session.flush()
+    return True
+
+
+def sweep_stale_jobs(
+    session: Session,
+    *,
+    heartbeat_timeout: timedelta,
+    max_attempts: int,
+    requeue_after: timedelta,
+) -> list[str]:
+    """Recover jobs a dead worker or a lost message left behind; return the ids to send again.
+
+    A running job whose heartbeat is older than `heartbeat_timeout` lost its worker: it is
+    queued again while it has attempts left, else failed with that reason. A queued job
+    whose message went out longer than `requeue_after` ago (or never went out, because the
+    process that accepted it died first) is sent again. Sending twice is harmless: only one
+    delivery can claim a queued job.
+    """
+    now = utcnow()
+    resend: list[str] = []
+    stale = session.scalars(
+        select(TrainingJob).where(
+            TrainingJob.state == "running",
+            TrainingJob.heartbeat_at < now - heartbeat_timeout,
+        )
+    ).all()
+    for job in stale:
+        last_seen = job.heartbeat_at.isoformat() if job.heartbeat_at else "never"
+        if job.attempt < max_attempts:
+            new_state, message = (
+                "queued",
+                (
+                    f"worker {job.worker} stopped sending heartbeats (last {last_seen}); "
+                    f"queued again for attempt {job.attempt + 1} of {max_attempts}"
+                ),
+            )
+        else:
+            new_state, message = (
+                "failed",
+                (
+                    f"worker {job.worker} stopped sending heartbeats (last {last_seen}) on attempt "
+                    f"{job.attempt} of {max_attempts}; the job was given up. A worker process is "
+                    "dying on it (out of memory?): check the worker logs, then submit it again"
+                ),
+            )
+        result = session.execute(
+            update(TrainingJob)
+            .where(TrainingJob.id == job.id, TrainingJob.state == "running")
+            .where(TrainingJob.heartbeat_at == job.heartbeat_at)
+            .values(
+                state=new_state,
+                reason=None if new_state == "queued" else message,
+                finished_at=now if new_state == "failed" else None,
+                enqueued_at=None,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        if _rowcount(result) == 1:
+            _event(session, job.id, new_state, message, now)
+            if new_state == "queued":
+                resend.append(job.id)
+    lost = session.scalars(
+        select(TrainingJob.id).where(
+            TrainingJob.state == "queued",
+            or_(
+                TrainingJob.enqueued_at.is_(None),
+                TrainingJob.enqueued_at < now - requeue_after,
+            ),
+            # Give the accepting request time to send its own message first.
+            TrainingJob.created_at < now - timedelta(seconds=30),
+        )
+    ).all()
+    resend.extend(job_id for job_id in lost if job_id not in resend)
+    session.flush()
+    return resend
+
+
+def cancel_job(session: Session, *, job_id: str) -> bool:
+    """Cancel a queued or running job; its worker sees it at the next heartbeat."""
+    now = utcnow()
+    result = session.execute(
+        update(TrainingJob)
+        .where(TrainingJob.id == job_id, TrainingJob.state.in_(("queued", "running")))
+        .values(state="cancelled", finished_at=now, reason="cancelled by request")
+        .execution_options(synchronize_session=False)
+    )
+    if _rowcount(result) != 1:
+        return False
+    _event(session, job_id, "cancelled", "cancelled by request", now)
+    session.flush()
+    return True

@@ -1,0 +1,140 @@
+"""Registry tables. The database, not the broker, is the source of truth for jobs."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from registry.db import Base, UTCDateTime, utcnow
+
+JOB_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
+TERMINAL_STATES = ("succeeded", "failed", "cancelled")
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+class Dataset(Base):
+    __tablename__ = "dataset"
+    __table_args__ = (UniqueConstraint("sha256", "target"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(200))
+    source: Mapped[str] = mapped_column(String(20))  # "upload" or "builtin"
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    target: Mapped[str] = mapped_column(String(200))
+    n_rows: Mapped[int] = mapped_column(Integer)
+    n_columns: Mapped[int] = mapped_column(Integer)
+    # [{"name": ..., "dtype": ...}] in file order, the target included.
+    columns: Mapped[list[dict[str, str]]] = mapped_column(JSON)
+    # {"label": count} when the target holds class labels, else None.
+    class_counts: Mapped[dict[str, int] | None] = mapped_column(JSON, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class TrainingJob(Base):
+    __tablename__ = "training_job"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    model_name: Mapped[str] = mapped_column(String(200), index=True)
+    dataset_id: Mapped[str] = mapped_column(ForeignKey("dataset.id"))
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    state: Mapped[str] = mapped_column(String(20), default="queued", index=True)
+    attempt: Mapped[int] = mapped_column(Integer, default=0)
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # {"phase", "fold", "n_folds", "epoch", "epochs", "logs"} while running.
+    progress: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    worker: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    enqueued_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+    dataset: Mapped[Dataset] = relationship(lazy="joined")
+    events: Mapped[list[JobEvent]] = relationship(
+        order_by="JobEvent.id", back_populates="job", cascade="all, delete-orphan"
+    )
+    folds: Mapped[list[FoldMetric]] = relationship(order_by="FoldMetric.fold")
+
+
+class JobEvent(Base):
+    """One row per state transition, with its time and a message."""
+
+    __tablename__ = "job_event"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(
+        ForeignKey("training_job.id", ondelete="CASCADE"), index=True
+    )
+    state: Mapped[str] = mapped_column(String(20))
+    message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    job: Mapped[TrainingJob] = relationship(back_populates="events")
+
+
+class FoldMetric(Base):
+    """Metrics of one cross-validation fold, written as soon as the fold ends."""
+
+    __tablename__ = "fold_metric"
+    __table_args__ = (UniqueConstraint("job_id", "fold"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("training_job.id", ondelete="CASCADE"))
+    fold: Mapped[int] = mapped_column(Integer)
+    n_train: Mapped[int] = mapped_column(Integer)
+    n_val: Mapped[int] = mapped_column(Integer)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON)
+    history: Mapped[dict[str, list[float]]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class RegisteredModel(Base):
+    __tablename__ = "registered_model"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    versions: Mapped[list[ModelVersion]] = relationship(
+        order_by="ModelVersion.version", back_populates="registered_model"
+    )
+
+
+class ModelVersion(Base):
+    __tablename__ = "model_version"
+    __table_args__ = (UniqueConstraint("registered_model_id", "version"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    registered_model_id: Mapped[int] = mapped_column(ForeignKey("registered_model.id"))
+    version: Mapped[int] = mapped_column(Integer)
+    # Unique: a redelivered job cannot register a second version.
+    job_id: Mapped[str] = mapped_column(ForeignKey("training_job.id"), unique=True)
+    dataset_id: Mapped[str] = mapped_column(ForeignKey("dataset.id"))
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    metrics: Mapped[dict[str, dict[str, float]]] = mapped_column(JSON)
+    parity: Mapped[dict[str, Any]] = mapped_column(JSON)
+    signature: Mapped[dict[str, Any]] = mapped_column(JSON)
+    onnx_sha256: Mapped[str] = mapped_column(String(64))
+    onnx_size_bytes: Mapped[int] = mapped_column(BigInteger)
+    keras_sha256: Mapped[str] = mapped_column(String(64))
+    library_versions: Mapped[dict[str, str]] = mapped_column(JSON)
+    device: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    registered_model: Mapped[RegisteredModel] = relationship(
+        back_populates="versions", lazy="joined"
+    )
+    dataset: Mapped[Dataset] = relationship(lazy="joined")
+    job: Mapped[TrainingJob] = relationship()
+
+    @property
+    def model_name(self) -> str:
+        return self.registered_model.name

@@ -1,0 +1,84 @@
+"""Control-plane API: datasets, training jobs and the model registry.
+
+Run: `uvicorn services.api.app:app --factory`. It never imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
+
+from registry.artifacts import LocalArtifactStore
+from registry.db import make_engine, make_sessionmaker
+from registry.migrate import pending_revision
+from services import problems
+from services.api.routes import datasets, jobs, models
+from services.api.sweeper import Sweeper
+from services.settings import ApiSettings
+from workers.celery_app import make_celery
+
+
+def _operation_id(route: APIRoute) -> str:
+    # Generated clients get `jobs-submit_job` style method names.
+    return f"{route.tags[0]}-{route.name}"
+
+
+def create_app(settings: ApiSettings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = make_engine(settings.database_url)
+        behind = pending_revision(engine, settings.database_url)
+        if behind is not None:
+            raise RuntimeError(
+                f"the registry database is not at schema {behind}; run `kiln db upgrade` first"
+            )
+        sm = make_sessionmaker(engine)
+        celery = make_celery(
+            settings.redis_url, settings.broker_dir, settings.broker_visibility_timeout_s
+        )
+        app.state.settings = settings
+        app.state.sessionmaker = sm
+        app.state.store = LocalArtifactStore(settings.artifact_root)
+        app.state.celery = celery
+        sweeper = Sweeper(
+            settings.job_sweep_interval_s,
+            sm=sm,
+            celery=celery,
+            heartbeat_timeout_s=settings.job_heartbeat_timeout_s,
+            max_attempts=settings.job_max_attempts,
+            requeue_after_s=max(600.0, settings.job_heartbeat_timeout_s),
+        )
+        sweeper.start()
+        try:
+            yield
+        finally:
+            sweeper.stop()
+            engine.dispose()
+
+    app = FastAPI(
+        title="Kiln control plane",
+        version="0.1.0",
+        description="Upload data, train Keras models with k-fold cross-validation, and browse "
+        "the registry of ONNX versions.",
+        lifespan=lifespan,
+        generate_unique_id_function=_operation_id,
+    )
+    problems.install(app)
+    app.include_router(datasets.router)
+    app.include_router(jobs.router)
+    app.include_router(models.router)
+
+    @app.get("/healthz", tags=["health"], summary="Liveness")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app
+
+
+@functools.cache
+def app() -> FastAPI:
+    return create_app(ApiSettings())

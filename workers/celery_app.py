@@ -1,0 +1,64 @@
+"""The Celery application, shared by the API (to send) and the worker (to run).
+
+No task bodies live here: the API imports this module and must never load TensorFlow.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from celery import Celery
+
+TASK_TRAIN = "kiln.training.run"
+TRAINING_QUEUE = "training"
+
+
+def broker_options(redis_url: str | None, broker_dir: Path, visibility_timeout_s: int) -> dict[str, Any]:
+    """Redis when a URL is given; otherwise Kombu's filesystem transport in `broker_dir`.
+
+    The filesystem transport is a real broker that needs no server: messages are files
+    that every process on the machine sees, which is what the embedded mode needs.
+    """
+    if redis_url:
+        return {
+            "broker_url": redis_url,
+            "broker_transport_options": {"visibility_timeout": visibility_timeout_s},
+        }
+    queue = broker_dir / "queue"
+    processed = broker_dir / "processed"
+    control = broker_dir / "control"
+    for folder in (queue, processed, control):
+        folder.mkdir(parents=True, exist_ok=True)
+    return {
+        "broker_url": "filesystem://",
+        "broker_transport_options": {
+            "data_folder_in": str(queue),
+            "data_folder_out": str(queue),
+            "processed_folder": str(processed),
+            "control_folder": str(control),
+            "store_processed": False,
+        },
+    }
+
+
+def make_celery(redis_url: str | None, broker_dir: Path, visibility_timeout_s: int = 43200) -> Celery:
+    app = Celery("kiln")
+    app.conf.update(
+        **broker_options(redis_url, broker_dir, visibility_timeout_s),
+        # The registry is the source of truth for jobs; a result backend would be a second one.
+        task_ignore_result=True,
+        result_backend=None,
+        task_serializer="json",
+        accept_content=["json"],
+        # A job is acknowledged only after it ends, and given back if its process dies,
+        # so a crash loses no accepted job. Tasks are idempotent by their job row.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_routes={TASK_TRAIN: {"queue": TRAINING_QUEUE}},
+        task_default_queue=TRAINING_QUEUE,
+        broker_connection_retry_on_startup=True,
+        worker_hijack_root_logger=False,
+    )
+    return app

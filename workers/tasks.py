@@ -1,0 +1,194 @@
+"""The training task: claim the job row, train, store artifacts, register the version.
+
+TensorFlow is imported inside the task body (through training.pipeline), so only the
+child process that runs a job ever loads it; the worker's parent process forks children
+and must never have touched TensorFlow (design.md: TF does not survive a fork).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from typing import Any
+
+from celery import Celery
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from registry import datasets, jobs, versions
+from registry.artifacts import ArtifactStore
+from registry.errors import RegistryError
+from training.errors import Cancelled, TrainingError
+from training.spec import ModelSpec
+from workers.celery_app import TASK_TRAIN
+
+log = logging.getLogger("kiln.worker")
+
+
+class _Heartbeat(threading.Thread):
+    """Writes the job's heartbeat and latest progress every `interval` seconds.
+
+    It also notices when the job stopped being `running` (cancelled over the API, or taken
+    back by the sweeper) so training can stop at the next batch.
+    """
+
+    def __init__(self, sm: sessionmaker[Session], job_id: str, interval: float) -> None:
+        super().__init__(name=f"heartbeat-{job_id}", daemon=True)
+        self._sm = sm
+        self._job_id = job_id
+        self._interval = interval
+        self._done = threading.Event()
+        self.progress: dict[str, Any] | None = None
+        self.lost = threading.Event()
+
+    def beat(self) -> None:
+        with self._sm() as session:
+            alive = jobs.heartbeat(session, job_id=self._job_id, progress=self.progress)
+            session.commit()
+        if not alive:
+            self.lost.set()
+
+    def run(self) -> None:
+        while not self._done.wait(self._interval):
+            try:
+                self.beat()
+            except OperationalError:
+                log.warning("heartbeat for job %s failed; will try again", self._job_id)
+
+    def stop(self) -> None:
+        self._done.set()
+        self.join(timeout=self._interval + 5)
+
+
+def run_training_job(
+    job_id: str,
+    *,
+    sm: sessionmaker[Session],
+    store: ArtifactStore,
+    heartbeat_interval_s: float,
+) -> str:
+    """Run one job to a terminal state. Returns what happened, for the log."""
+    worker = f"{socket.gethostname()}:{os.getpid()}"
+    with sm() as session:
+        job = jobs.claim_job(session, job_id=job_id, worker=worker)
+        session.commit()
+        if job is None:
+            # Another delivery of the same message claimed it, or it was cancelled or
+            # finished: nothing to do, and acknowledging the message is right.
+            return "skipped: not queued"
+        dataset = datasets.get_dataset(session, dataset_id=job.dataset_id)
+        spec = ModelSpec.model_validate(job.spec)
+        model_name, dataset_id, sha256, target = (
+            job.model_name,
+            dataset.id,
+            dataset.sha256,
+            dataset.target,
+        )
+
+    heart = _Heartbeat(sm, job_id, heartbeat_interval_s)
+    heart.start()
+
+    def on_epoch(phase: str, fold: int | None, epoch: int, logs: dict[str, float]) -> None:
+        heart.progress = {
+            "phase": phase,
+            "fold": fold,
+            "n_folds": spec.k_folds,
+            "epoch": epoch,
+            "epochs": spec.epochs,
+            "logs": {k: float(v) for k, v in logs.items()},
+        }
+
+    def on_fold(result: Any) -> None:
+        with sm() as session:
+            jobs.record_fold(
+                session,
+                job_id=job_id,
+                fold=result.fold,
+                n_train=result.n_train,
+                n_val=result.n_val,
+                metrics=result.metrics,
+                history=result.history,
+            )
+            session.commit()
+
+    try:
+        from training.data import load_table
+        from training.pipeline import run_training
+
+        table = load_table(store.get(sha256), target=target, task=spec.task)
+        result = run_training(
+            table, spec=spec, on_epoch=on_epoch, on_fold=on_fold, should_stop=heart.lost.is_set
+        )
+        onnx_sha256 = store.put(result.onnx_bytes)
+        keras_sha256 = store.put(result.keras_bytes)
+        with sm() as session:
+            version = versions.register_version(
+                session,
+                model_name=model_name,
+                job_id=job_id,
+                dataset_id=dataset_id,
+                spec=spec.model_dump(mode="json"),
+                metrics=result.summary,
+                parity=result.parity,
+                signature=result.signature,
+                onnx_sha256=onnx_sha256,
+                onnx_size_bytes=len(result.onnx_bytes),
+                keras_sha256=keras_sha256,
+                library_versions=result.library_versions,
+                device=result.device,
+            )
+            if not jobs.finish_job(session, job_id=job_id, state="succeeded"):
+                # Cancelled or taken back while exporting: keep the registry as it was.
+                session.rollback()
+                return "dropped: job no longer running"
+            session.commit()
+            return f"registered {model_name} version {version.version}"
+    except Cancelled:
+        return "cancelled"
+    except (TrainingError, RegistryError) as exc:
+        _fail(sm, job_id, f"{exc.code}: {exc}")
+        return f"failed: {exc}"
+    except OperationalError:
+        # The registry is unreachable: leave the job running; the sweeper queues it again
+        # once its heartbeat goes stale.
+        raise
+    except Exception as exc:
+        log.exception("job %s failed", job_id)
+        _fail(sm, job_id, f"internal_error: {type(exc).__name__}: {exc}")
+        return f"failed: {exc}"
+    finally:
+        heart.stop()
+
+
+def _fail(sm: sessionmaker[Session], job_id: str, reason: str) -> None:
+    with sm() as session:
+        jobs.finish_job(session, job_id=job_id, state="failed", reason=reason)
+        session.commit()
+
+
+def register_tasks(
+    app: Celery, *, sm_factory: Any, store_factory: Any, heartbeat_interval_s: float
+) -> None:
+    """Bind the task to `app`. Factories run in the child process, after the fork."""
+
+    @app.task(  # type: ignore[untyped-decorator]
+        name=TASK_TRAIN,
+        autoretry_for=(OperationalError,),
+        retry_backoff=True,
+        retry_jitter=True,
+        max_retries=5,
+    )
+    def train(job_id: str) -> str:
+        outcome = run_training_job(
+            job_id,
+            sm=sm_factory(),
+            store=store_factory(),
+            heartbeat_interval_s=heartbeat_interval_s,
+        )
+        log.info("job %s: %s", job_id, outcome)
+        return outcome
+
+
+__all__ = ["register_tasks", "run_training_job"]
