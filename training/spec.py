@@ -128,7 +128,9 @@ class ModelSpec(_Strict):
             )
         if self.task == "multiclass":
             if n_classes < 2:
-                raise SpecDataMismatch(f"task 'multiclass' needs at least 2 classes; found {n_classes}")
+                raise SpecDataMismatch(
+                    f"task 'multiclass' needs at least 2 classes; found {n_classes}"
+                )
             units = self.layers[-1].units  # type: ignore[union-attr]  # checked Dense above
             if units != n_classes:
                 raise SpecDataMismatch(

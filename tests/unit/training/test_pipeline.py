@@ -1,0 +1,330 @@
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+import pandas as pd
+import pytest
+from sklearn.datasets import load_breast_cancer, load_diabetes, load_iris
+
+from training import pipeline
+from training.builder import import_keras
+from training.cv import FoldResult, fit_full, run_kfold
+from training.data import Table, load_table
+from training.errors import Cancelled, DataError, NonFiniteLoss, ParityError
+from training.pipeline import TrainingResult, run_training
+from training.spec import ModelSpec
+
+
+def _csv(frame: pd.DataFrame) -> bytes:
+    return frame.to_csv(index=False).encode()
+
+
+def _binary_spec(**overrides: object) -> ModelSpec:
+    fields: dict[str, object] = {
+        "task": "binary",
+        "layers": [
+            {"type": "Dense", "units": 16, "activation": "relu"},
+            {"type": "Dropout", "rate": 0.1},
+            {"type": "Dense", "units": 1, "activation": "sigmoid"},
+        ],
+        "loss": "binary_crossentropy",
+        "optimizer": {"name": "adam", "learning_rate": 0.01},
+        "epochs": 10,
+        "k_folds": 3,
+        "seed": 7,
+    }
+    fields.update(overrides)
+    return ModelSpec.model_validate(fields)
+
+
+@pytest.fixture(scope="module")
+def cancer() -> Table:
+    return load_table(_csv(load_breast_cancer(as_frame=True).frame), target="target", task="binary")
+
+
+@pytest.fixture(scope="module")
+def binary_run(cancer: Table) -> tuple[TrainingResult, list[tuple[Any, ...]], list[FoldResult]]:
+    epochs: list[tuple[Any, ...]] = []
+    folds: list[FoldResult] = []
+    result = run_training(
+        cancer,
+        spec=_binary_spec(),
+        on_epoch=lambda *args: epochs.append(args),
+        on_fold=folds.append,
+    )
+    return result, epochs, folds
+
+
+def test_binary_pipeline_scores_well_and_exports_faithfully(
+    binary_run: tuple[TrainingResult, list[tuple[Any, ...]], list[FoldResult]],
+) -> None:
+    result, _, _ = binary_run
+
+    assert result.summary["f1"]["mean"] > 0.85
+    assert result.parity["passed"] is True
+    assert result.parity["max_abs_diff"] < 1e-4
+    assert result.parity["rows"] == 569
+    assert result.parity["runtime"] == f"onnxruntime {ort.__version__}"
+    assert [f.fold for f in result.folds] == [1, 2, 3]
+    assert sum(f.n_val for f in result.folds) == 569
+    assert all(f.n_train + f.n_val == 569 for f in result.folds)
+    assert set(result.library_versions) == {
+        "tensorflow",
+        "keras",
+        "tf2onnx",
+        "onnx",
+        "onnxruntime",
+        "numpy",
+        "scikit-learn",
+    }
+    import tensorflow as tf
+
+    if tf.config.list_physical_devices("GPU"):
+        assert result.device not in ("", "CPU")
+    else:
+        assert result.device == "CPU"
+
+
+def test_binary_signature_layout(
+    binary_run: tuple[TrainingResult, list[tuple[Any, ...]], list[FoldResult]], cancer: Table
+) -> None:
+    result, _, _ = binary_run
+
+    assert result.signature == {
+        "inputs": [{"name": "features", "datatype": "FP32", "shape": [-1, 30]}],
+        "outputs": [{"name": "output", "datatype": "FP32", "shape": [-1, 1]}],
+        "feature_names": cancer.feature_names,
+        "task": "binary",
+        "class_labels": [0, 1],
+        "target": "target",
+    }
+    assert result.signature["feature_names"][0] == "mean radius"
+
+
+def test_onnx_and_keras_artifacts_agree_on_probability_of_class_one(
+    binary_run: tuple[TrainingResult, list[tuple[Any, ...]], list[FoldResult]], cancer: Table
+) -> None:
+    result, _, _ = binary_run
+    session = ort.InferenceSession(result.onnx_bytes, providers=["CPUExecutionProvider"])
+
+    assert [i.name for i in session.get_inputs()] == ["features"]
+    assert [o.name for o in session.get_outputs()] == ["output"]
+    (proba,) = session.run(["output"], {"features": cancer.X})
+    assert proba.shape == (569, 1)
+    assert ((proba[:, 0] >= 0.5) == (cancer.y == 1)).mean() > 0.9
+
+    keras = import_keras()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "model.keras"
+        path.write_bytes(result.keras_bytes)
+        reloaded = keras.models.load_model(path)
+    np.testing.assert_allclose(reloaded.predict(cancer.X, verbose=0), proba, atol=1e-4)
+
+
+def test_progress_callbacks_report_every_epoch_and_fold(
+    binary_run: tuple[TrainingResult, list[tuple[Any, ...]], list[FoldResult]],
+) -> None:
+    result, epochs, folds = binary_run
+
+    assert folds == result.folds
+    cv = [(fold, epoch) for phase, fold, epoch, _ in epochs if phase == "cv"]
+    refit = [(fold, epoch) for phase, fold, epoch, _ in epochs if phase == "refit"]
+    assert cv == [(f, e) for f in (1, 2, 3) for e in range(1, 11)]
+    assert refit == [(None, e) for e in range(1, 11)]
+    assert all(isinstance(v, float) for *_, logs in epochs for v in logs.values())
+    assert "val_loss" in epochs[0][3]
+    assert "val_loss" not in epochs[-1][3]
+    for fold in result.folds:
+        assert len(fold.history["loss"]) == 10
+        assert len(fold.history["val_loss"]) == 10
+        assert fold.history["val_loss"][-1] < fold.history["val_loss"][0]
+
+
+def test_regression_pipeline() -> None:
+    data = load_diabetes(as_frame=True).frame.iloc[:150]
+    table = load_table(_csv(data), target="target", task="regression")
+    spec = ModelSpec.model_validate(
+        {
+            "task": "regression",
+            "layers": [
+                {"type": "Dense", "units": 16, "activation": "relu"},
+                {"type": "Dense", "units": 1, "activation": "linear"},
+            ],
+            "loss": "huber",
+            "optimizer": {"learning_rate": 0.05},
+            "epochs": 8,
+            "k_folds": 3,
+        }
+    )
+
+    result = run_training(table, spec=spec)
+
+    assert set(result.summary) == {"mse", "rmse", "mae", "r2"}
+    assert all(set(f.metrics) == {"mse", "rmse", "mae", "r2"} for f in result.folds)
+    assert result.summary["rmse"]["mean"] > 0
+    assert result.parity["passed"] is True
+    assert result.signature["task"] == "regression"
+    assert result.signature["class_labels"] is None
+    assert result.signature["outputs"][0]["shape"] == [-1, 1]
+    assert result.signature["inputs"][0]["shape"] == [-1, 10]
+
+
+def test_multiclass_pipeline_with_string_labels() -> None:
+    iris = load_iris(as_frame=True)
+    frame = iris.frame.assign(target=iris.target_names[iris.target])
+    table = load_table(_csv(frame), target="target", task="multiclass")
+    spec = ModelSpec.model_validate(
+        {
+            "task": "multiclass",
+            "layers": [
+                {"type": "Dense", "units": 8, "activation": "tanh"},
+                {"type": "Dense", "units": 3, "activation": "softmax"},
+            ],
+            "loss": "categorical_crossentropy",
+            "optimizer": {"learning_rate": 0.05},
+            "epochs": 5,
+            "k_folds": 3,
+        }
+    )
+
+    result = run_training(table, spec=spec)
+
+    for fold in result.folds:
+        matrix = fold.metrics["confusion_matrix"]
+        assert isinstance(matrix, list)
+        assert [len(row) for row in matrix] == [3, 3, 3]
+        assert sum(map(sum, matrix)) == fold.n_val == 50
+        # Stratified folds: each class's 50 rows are split 16/17/17 across the folds.
+        assert all(sum(row) in (16, 17) for row in matrix)
+    assert result.summary["accuracy"]["mean"] > 0.6
+    assert result.signature["class_labels"] == ["setosa", "versicolor", "virginica"]
+    assert result.signature["outputs"][0]["shape"] == [-1, 3]
+    session = ort.InferenceSession(result.onnx_bytes, providers=["CPUExecutionProvider"])
+    (proba,) = session.run(["output"], {"features": table.X})
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-5)
+
+
+def _small(cancer: Table, rows: int = 120) -> tuple[np.ndarray, np.ndarray]:
+    return cancer.X[:rows], cancer.y[:rows]
+
+
+def test_runs_repeat_with_the_same_seed(cancer: Table) -> None:
+    X, y = _small(cancer)
+    spec = _binary_spec(epochs=2, k_folds=2)
+
+    first = run_kfold(X, y, spec=spec)
+    second = run_kfold(X, y, spec=spec)
+
+    assert [f.history for f in first] == [f.history for f in second]
+    assert [f.metrics for f in first] == [f.metrics for f in second]
+
+
+def test_should_stop_cancels_at_a_batch_end(cancer: Table) -> None:
+    X, y = _small(cancer)
+    polls: list[int] = []
+    folds: list[FoldResult] = []
+
+    def should_stop() -> bool:
+        polls.append(1)
+        return len(polls) >= 3
+
+    with pytest.raises(Cancelled, match="fold 1") as info:
+        run_kfold(X, y, spec=_binary_spec(epochs=5), should_stop=should_stop, on_fold=folds.append)
+
+    assert info.value.code == "cancelled"
+    assert len(polls) == 3
+    assert folds == []
+
+
+def test_should_stop_also_cancels_the_refit(cancer: Table) -> None:
+    X, y = _small(cancer)
+
+    with pytest.raises(Cancelled, match="final refit"):
+        fit_full(X, y, spec=_binary_spec(epochs=5), should_stop=lambda: True)
+
+
+def test_diverging_loss_raises_non_finite_loss() -> None:
+    X, y = load_diabetes(return_X_y=True)
+    spec = ModelSpec.model_validate(
+        {
+            "task": "regression",
+            "layers": [
+                {"type": "Dense", "units": 32, "activation": "relu"},
+                {"type": "Dense", "units": 1, "activation": "linear"},
+            ],
+            "loss": "mse",
+            "optimizer": {"name": "sgd", "learning_rate": 10.0},
+            "epochs": 3,
+            "k_folds": 2,
+        }
+    )
+    epochs: list[tuple[Any, ...]] = []
+
+    with pytest.raises(NonFiniteLoss) as info:
+        run_kfold(X[:100], y[:100], spec=spec, on_epoch=lambda *a: epochs.append(a))
+
+    message = str(info.value)
+    assert "fold 1, epoch 1" in message
+    assert "learning_rate (now 10)" in message
+    assert info.value.code == "non_finite_loss"
+    assert epochs == []
+
+
+def test_parity_failure_raises_with_the_difference_and_tolerance(
+    cancer: Table, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    X, y = _small(cancer, rows=60)
+    table = Table(X, y, cancer.feature_names, cancer.class_labels, cancer.target)
+
+    def bad_parity(model: Any, onnx_bytes: bytes, X: np.ndarray) -> dict[str, Any]:
+        return {"max_abs_diff": 0.25, "tolerance": 1e-4, "rows": len(X), "passed": False}
+
+    monkeypatch.setattr(pipeline, "check_parity", bad_parity)
+
+    with pytest.raises(ParityError, match=r"up to 0\.25 on 60 training rows.*tolerance is 0\.0001"):
+        run_training(table, spec=_binary_spec(epochs=1, k_folds=2))
+
+
+def test_a_table_that_does_not_fit_the_spec_is_refused_before_training(cancer: Table) -> None:
+    table = Table(cancer.X, cancer.y, cancer.feature_names, None, cancer.target)
+
+    with pytest.raises(DataError, match="needs 2 class labels; the table has none"):
+        run_training(table, spec=_binary_spec(), should_stop=pytest.fail)
+
+
+def test_importing_the_training_package_does_not_load_tensorflow() -> None:
+    code = (
+        "import sys, training.pipeline, training.data, training.metrics, training.cv, "
+        "training.export, training.builder, training.errors, training.spec\n"
+        "loaded = sorted(m for m in ('tensorflow', 'keras', 'tf2onnx') if m in sys.modules)\n"
+        "assert not loaded, loaded"
+    )
+    root = Path(__file__).resolve().parents[3]
+
+    subprocess.run([sys.executable, "-c", code], cwd=root, check=True)
+
+
+def test_sparse_multiclass_folds_score_every_class() -> None:
+    X, y = load_iris(return_X_y=True)
+    spec = ModelSpec.model_validate(
+        {
+            "task": "multiclass",
+            "layers": [{"type": "Dense", "units": 3, "activation": "softmax"}],
+            "loss": "sparse_categorical_crossentropy",
+            "optimizer": {"learning_rate": 0.1},
+            "epochs": 3,
+            "k_folds": 2,
+        }
+    )
+
+    folds = run_kfold(X, y, spec=spec)
+
+    assert [f.n_val for f in folds] == [75, 75]
+    for fold in folds:
+        assert np.array(fold.metrics["confusion_matrix"]).sum(axis=1).tolist() == [25, 25, 25]
+        assert isinstance(fold.metrics["roc_auc"], float)
+        assert set(fold.history) == {"loss", "accuracy", "val_loss", "val_accuracy"}

@@ -1,0 +1,184 @@
+"""K-fold cross-validation and the final refit on all rows.
+
+Every fit standardises with statistics of its own training rows only, so no fold sees
+its validation rows before it is scored.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from sklearn.model_selection import KFold, StratifiedKFold
+
+from training.builder import build_model, import_keras, standardiser_stats
+from training.errors import Cancelled, NonFiniteLoss
+from training.metrics import MetricValue, classification_metrics, regression_metrics
+from training.spec import ModelSpec
+
+if TYPE_CHECKING:
+    import keras
+
+OnEpoch = Callable[[str, int | None, int, dict[str, float]], None]
+ShouldStop = Callable[[], bool]
+OnFold = Callable[["FoldResult"], None]
+
+
+@dataclass(frozen=True)
+class FoldResult:
+    fold: int
+    n_train: int
+    n_val: int
+    metrics: dict[str, MetricValue]
+    history: dict[str, list[float]]
+
+
+def n_classes_of(spec: ModelSpec) -> int:
+    if spec.task == "binary":
+        return 2
+    if spec.task == "multiclass":
+        return spec.layers[-1].units  # type: ignore[union-attr]  # spec checks it is Dense
+    return 0
+
+
+def run_kfold(
+    X: np.ndarray,
+    y: np.ndarray,
+    *,
+    spec: ModelSpec,
+    on_epoch: OnEpoch | None = None,
+    should_stop: ShouldStop | None = None,
+    on_fold: OnFold | None = None,
+) -> list[FoldResult]:
+    """Train and score one model per fold; ``on_fold`` gets each result as it is done."""
+    X = np.asarray(X, dtype=np.float32)
+    splitter: StratifiedKFold | KFold
+    if spec.task == "regression":
+        splitter = KFold(n_splits=spec.k_folds, shuffle=True, random_state=spec.seed)
+    else:
+        splitter = StratifiedKFold(n_splits=spec.k_folds, shuffle=True, random_state=spec.seed)
+    results: list[FoldResult] = []
+    for fold, (train_idx, val_idx) in enumerate(splitter.split(X, y), start=1):
+        model, history = _fit(
+            X[train_idx],
+            y[train_idx],
+            spec=spec,
+            validation=(X[val_idx], y[val_idx]),
+            phase="cv",
+            fold=fold,
+            on_epoch=on_epoch,
+            should_stop=should_stop,
+        )
+        output = _predict(model, X[val_idx])
+        metrics: dict[str, MetricValue]
+        if spec.task == "regression":
+            metrics = dict(regression_metrics(y[val_idx], output))
+        else:
+            metrics = classification_metrics(y[val_idx], output, n_classes=n_classes_of(spec))
+        result = FoldResult(fold, len(train_idx), len(val_idx), metrics, history)
+        results.append(result)
+        if on_fold is not None:
+            on_fold(result)
+    return results
+
+
+def fit_full(
+    X: np.ndarray,
+    y: np.ndarray,
+    *,
+    spec: ModelSpec,
+    on_epoch: OnEpoch | None = None,
+    should_stop: ShouldStop | None = None,
+) -> keras.Model:
+    """Train the model that is exported, on every row, for the spec's epochs."""
+    model, _ = _fit(
+        np.asarray(X, dtype=np.float32),
+        y,
+        spec=spec,
+        validation=None,
+        phase="refit",
+        fold=None,
+        on_epoch=on_epoch,
+        should_stop=should_stop,
+    )
+    return model
+
+
+def _fit(
+    X: np.ndarray,
+    y: np.ndarray,
+    *,
+    spec: ModelSpec,
+    validation: tuple[np.ndarray, np.ndarray] | None,
+    phase: str,
+    fold: int | None,
+    on_epoch: OnEpoch | None,
+    should_stop: ShouldStop | None,
+) -> tuple[Any, dict[str, list[float]]]:
+    keras = import_keras()
+    # Seed before building too: the initial weights are drawn when layers are built.
+    keras.utils.set_random_seed(spec.seed)
+    mean, std = standardiser_stats(X)
+    model = build_model(spec, n_features=X.shape[1], mean=mean, std=std)
+    validation_data = None
+    if validation is not None:
+        validation_data = (validation[0], _target(validation[1], spec))
+    history = model.fit(
+        X,
+        _target(y, spec),
+        epochs=spec.epochs,
+        batch_size=spec.batch_size,
+        validation_data=validation_data,
+        callbacks=[_watch(keras, spec, phase, fold, on_epoch, should_stop)],
+        verbose=0,
+    )
+    return model, {k: [float(v) for v in vs] for k, vs in history.history.items()}
+
+
+def _predict(model: Any, X: np.ndarray, chunk: int = 8192) -> np.ndarray:
+    # A direct call, not model.predict: predict traces a new tf.function for every fold's
+    # model, which is slower on small folds and makes TensorFlow warn about retracing.
+    parts = [np.asarray(model(X[i : i + chunk], training=False)) for i in range(0, len(X), chunk)]
+    return np.concatenate(parts)
+
+
+def _target(y: np.ndarray, spec: ModelSpec) -> np.ndarray:
+    if spec.loss == "categorical_crossentropy":
+        return np.eye(n_classes_of(spec), dtype=np.float32)[np.asarray(y, dtype=np.int64)]
+    if spec.task == "regression" or spec.task == "binary":
+        return np.asarray(y, dtype=np.float32)
+    return np.asarray(y, dtype=np.int64)
+
+
+def _watch(
+    keras: Any,
+    spec: ModelSpec,
+    phase: str,
+    fold: int | None,
+    on_epoch: OnEpoch | None,
+    should_stop: ShouldStop | None,
+) -> Any:
+    """A Keras callback that reports epochs, stops on cancel and refuses a diverged loss."""
+    where = f"fold {fold}" if fold is not None else "the final refit"
+
+    class Watch(keras.callbacks.Callback):  # type: ignore[misc]
+        def on_train_batch_end(self, batch: int, logs: object = None) -> None:  # noqa: ARG002
+            if should_stop is not None and should_stop():
+                raise Cancelled(f"training was cancelled during {where}")
+
+        def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+            values = {k: float(v) for k, v in (logs or {}).items()}
+            bad = {k: v for k, v in values.items() if "loss" in k and not math.isfinite(v)}
+            if bad:
+                raise NonFiniteLoss(
+                    f"training diverged in {where}, epoch {epoch + 1}: {bad}; lower the "
+                    f"optimizer's learning_rate (now {spec.optimizer.learning_rate:g}) or "
+                    "check the data for extreme values"
+                )
+            if on_epoch is not None:
+                on_epoch(phase, fold, epoch + 1, values)
+
+    return Watch()

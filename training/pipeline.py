@@ -1,0 +1,140 @@
+"""The one entry point the worker calls: cross-validate, refit, export, check, package.
+
+Importing this module does not load TensorFlow; the first call does.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from training.builder import import_keras
+from training.cv import FoldResult, OnEpoch, OnFold, ShouldStop, fit_full, n_classes_of, run_kfold
+from training.data import Table
+from training.errors import DataError, ParityError
+from training.export import INPUT_NAME, OUTPUT_NAME, check_parity, to_onnx
+from training.metrics import summarize
+from training.spec import ModelSpec
+
+
+@dataclass(frozen=True)
+class TrainingResult:
+    folds: list[FoldResult]
+    summary: dict[str, dict[str, float]]
+    onnx_bytes: bytes
+    keras_bytes: bytes
+    parity: dict[str, Any]
+    signature: dict[str, Any]
+    library_versions: dict[str, str]
+    device: str
+
+
+def run_training(
+    table: Table,
+    *,
+    spec: ModelSpec,
+    on_epoch: OnEpoch | None = None,
+    on_fold: OnFold | None = None,
+    should_stop: ShouldStop | None = None,
+) -> TrainingResult:
+    _check_table(table, spec)
+    folds = run_kfold(
+        table.X, table.y, spec=spec, on_epoch=on_epoch, should_stop=should_stop, on_fold=on_fold
+    )
+    summary = summarize([f.metrics for f in folds])
+    model = fit_full(table.X, table.y, spec=spec, on_epoch=on_epoch, should_stop=should_stop)
+    n_features = table.X.shape[1]
+    onnx_bytes = to_onnx(model, n_features=n_features)
+    parity = check_parity(model, onnx_bytes, table.X)
+    if not parity["passed"]:
+        raise ParityError(
+            f"the ONNX export differs from the Keras model by up to {parity['max_abs_diff']:.3g} "
+            f"on {parity['rows']} training rows; the tolerance is {parity['tolerance']:g}. "
+            "A layer or activation in this spec may not export faithfully; report it with the spec"
+        )
+    return TrainingResult(
+        folds=folds,
+        summary=summary,
+        onnx_bytes=onnx_bytes,
+        keras_bytes=_keras_bytes(model),
+        parity=parity,
+        signature=_signature(table, spec),
+        library_versions=library_versions(),
+        device=device_name(),
+    )
+
+
+def _check_table(table: Table, spec: ModelSpec) -> None:
+    # The API checks spec against data before queueing; this catches a worker handed
+    # a table loaded for another task, which would otherwise train on garbage.
+    if table.X.ndim != 2 or table.X.shape[0] != table.y.shape[0]:
+        raise DataError(f"features {table.X.shape} and target {table.y.shape} do not line up")
+    if len(table.feature_names) != table.X.shape[1]:
+        raise DataError(
+            f"{len(table.feature_names)} feature names for {table.X.shape[1]} feature columns"
+        )
+    if spec.task == "regression":
+        if table.class_labels is not None:
+            raise DataError("task 'regression' was given a table loaded with class labels")
+        return
+    n_classes = n_classes_of(spec)
+    if table.class_labels is None or len(table.class_labels) != n_classes:
+        found = "none" if table.class_labels is None else len(table.class_labels)
+        raise DataError(
+            f"task {spec.task!r} with this output layer needs {n_classes} class labels; "
+            f"the table has {found}"
+        )
+
+
+def _signature(table: Table, spec: ModelSpec) -> dict[str, Any]:
+    n_features = table.X.shape[1]
+    n_outputs = spec.layers[-1].units  # type: ignore[union-attr]  # spec checks it is Dense
+    return {
+        "inputs": [{"name": INPUT_NAME, "datatype": "FP32", "shape": [-1, n_features]}],
+        "outputs": [{"name": OUTPUT_NAME, "datatype": "FP32", "shape": [-1, n_outputs]}],
+        "feature_names": list(table.feature_names),
+        "task": spec.task,
+        "class_labels": None if table.class_labels is None else list(table.class_labels),
+        "target": table.target,
+    }
+
+
+def _keras_bytes(model: Any) -> bytes:
+    with tempfile.TemporaryDirectory(prefix="kiln-keras-") as tmp:
+        path = Path(tmp) / "model.keras"
+        model.save(path)
+        return path.read_bytes()
+
+
+def library_versions() -> dict[str, str]:
+    keras = import_keras()
+    import numpy
+    import onnx
+    import onnxruntime
+    import sklearn
+    import tensorflow as tf
+    import tf2onnx
+
+    return {
+        "tensorflow": str(tf.__version__),
+        "keras": str(keras.__version__),
+        "tf2onnx": str(tf2onnx.__version__),
+        "onnx": str(onnx.__version__),
+        "onnxruntime": str(onnxruntime.__version__),
+        "numpy": str(numpy.__version__),
+        "scikit-learn": str(sklearn.__version__),
+    }
+
+
+def device_name() -> str:
+    """Return "CPU", or the name TensorFlow reports for the first GPU it trains on."""
+    import_keras()
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if not gpus:
+        return "CPU"
+    details = tf.config.experimental.get_device_details(gpus[0])
+    return str(details.get("device_name", gpus[0].name))
