@@ -45,7 +45,9 @@ class RegistrySource:
                 raise ModelNotFound(name, known=self._known_models()) from None
             except errors.VersionNotFound:
                 model = versions.get_model(session, name=name)
-                raise VersionNotFound(name, version, known=[v.version for v in model.versions]) from None
+                raise VersionNotFound(
+                    name, version, known=[v.version for v in model.versions]
+                ) from None
             sha256, signature = mv.onnx_sha256, mv.signature
         return ResolvedModel(
             name=name, version=version, onnx_bytes=self._store.get(sha256), signature=signature

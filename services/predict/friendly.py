@@ -1,0 +1,150 @@
+"""Named-feature JSON predictions: rows of {feature: value} in, labels or values out."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import numpy as np
+from fastapi import APIRouter, Request, Response
+from pydantic import BaseModel
+
+from services.predict.runtime import InferenceError, OnnxModel
+from services.predict.v2 import ErrorBody, json_response, resolve
+
+router = APIRouter(tags=["predict"])
+
+
+class ClassPrediction(BaseModel):
+    label: int | str
+    probabilities: dict[str, float]
+
+
+class ValuePrediction(BaseModel):
+    value: float
+
+
+class PredictResponse(BaseModel):
+    model_name: str
+    model_version: int
+    provider: str
+    predictions: list[ClassPrediction | ValuePrediction]
+
+
+_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"model": PredictResponse},
+    400: {"model": ErrorBody, "description": "The body is not JSON with a 'rows' list."},
+    404: {"model": ErrorBody, "description": "No such model or version."},
+    422: {"model": ErrorBody, "description": "A row misses, adds or mistypes a feature."},
+}
+_DOC = """Predict from rows of named features: `{"rows": [{"<feature>": <number>, ...}, ...]}`.
+
+Every feature the model was trained on is required in every row, as a number; a
+missing or unknown feature is refused with a message listing the expected ones.
+Classifiers answer `{"label", "probabilities": {"<label>": p}}` per row (the label with
+the highest probability), regressors `{"value"}`. `provider` is the ONNX Runtime
+execution provider the model really runs on.
+"""
+
+
+@router.post(
+    "/predict/{name}",
+    summary="Predict with the newest version",
+    description=_DOC,
+    responses=_RESPONSES,
+)
+async def predict(name: str, request: Request) -> Response:
+    return await _predict(request, name, None)
+
+
+@router.post(
+    "/predict/{name}/versions/{version}",
+    summary="Predict with one version",
+    description=_DOC,
+    responses=_RESPONSES,
+)
+async def predict_version(name: str, version: str, request: Request) -> Response:
+    return await _predict(request, name, version)
+
+
+async def _predict(request: Request, name: str, version: str | None) -> Response:
+    body = await request.body()
+    model = await resolve(request, name, version)
+    try:
+        payload = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InferenceError(400, f"request body is not valid JSON: {exc}") from exc
+    x = _rows_to_array(payload, model)
+    y = model.predict(x)
+    return json_response(
+        {
+            "model_name": model.name,
+            "model_version": model.version,
+            "provider": model.provider,
+            "predictions": _predictions(model, y),
+        }
+    )
+
+
+def _rows_to_array(payload: Any, model: OnnxModel) -> np.ndarray:
+    if not isinstance(payload, dict) or not isinstance(payload.get("rows"), list):
+        raise InferenceError(400, 'request body must be {"rows": [{"<feature>": <number>, ...}]}')
+    if set(payload) != {"rows"}:
+        raise InferenceError(422, f"unknown fields {sorted(set(payload) - {'rows'})}; only 'rows'")
+    rows: list[Any] = payload["rows"]
+    if not rows:
+        raise InferenceError(422, "'rows' is empty; send at least one row")
+    names = model.feature_names
+    expected = set(names)
+    matrix: list[list[float]] = []
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict):
+            raise InferenceError(422, f"row {i} must be an object of feature: value")
+        if row.keys() != expected:
+            missing = [f for f in names if f not in row]
+            unknown = sorted(k for k in row if k not in expected)
+            problems = []
+            if missing:
+                problems.append(f"missing features {missing}")
+            if unknown:
+                problems.append(f"unknown features {unknown}")
+            raise InferenceError(422, f"row {i}: {'; '.join(problems)}; expected features {names}")
+        values = [row[f] for f in names]
+        for feature, value in zip(names, values, strict=True):
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not math.isfinite(value)
+            ):
+                raise InferenceError(
+                    422, f"row {i}: feature '{feature}' must be a finite number, got {value!r}"
+                )
+        matrix.append(values)
+    return np.asarray(matrix, dtype=np.float32)
+
+
+def _predictions(model: OnnxModel, y: np.ndarray) -> list[dict[str, Any]]:
+    if model.task == "regression":
+        if y.shape[1] == 1:
+            return [{"value": v} for v in y[:, 0].tolist()]
+        return [{"values": row} for row in y.tolist()]
+    if model.task == "binary":
+        labels = model.class_labels or [0, 1]
+        predictions = []
+        for p in y[:, 0].tolist():
+            # A tie goes to the first label, as argmax would choose.
+            predictions.append(
+                {
+                    "label": labels[1] if p > 0.5 else labels[0],
+                    "probabilities": {str(labels[0]): 1.0 - p, str(labels[1]): p},
+                }
+            )
+        return predictions
+    labels = model.class_labels or list(range(y.shape[1]))
+    keys = [str(label) for label in labels]
+    winners = y.argmax(axis=1).tolist()
+    return [
+        {"label": labels[k], "probabilities": dict(zip(keys, row, strict=True))}
+        for k, row in zip(winners, y.tolist(), strict=True)
+    ]
