@@ -16,7 +16,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-app = typer.Typer(help="Kiln: train Keras models, register ONNX versions, serve predictions.", no_args_is_help=True)
+app = typer.Typer(
+    help="Kiln: train Keras models, register ONNX versions, serve predictions.",
+    no_args_is_help=True,
+)
 db_app = typer.Typer(help="The registry database.", no_args_is_help=True)
 datasets_app = typer.Typer(help="Datasets.", no_args_is_help=True)
 jobs_app = typer.Typer(help="Training jobs.", no_args_is_help=True)
@@ -74,20 +77,62 @@ def up(
     env.setdefault("PYTHONUNBUFFERED", "1")
     py = sys.executable
     specs: list[tuple[str, list[str], str]] = [
-        ("api", [py, "-m", "uvicorn", "services.api.app:app", "--factory", "--host", api.api_host,
-                 "--port", str(api.api_port), "--log-level", "warning"],
-         f"http://{api.api_host}:{api.api_port}  (docs: /docs)"),
-        ("predict", [py, "-m", "uvicorn", "services.predict.app:app", "--factory", "--host",
-                     predict.predict_host, "--port", str(predict.predict_port), "--log-level", "warning"],
-         f"http://{predict.predict_host}:{predict.predict_port}  (/v2, /predict/{{model}})"),
+        (
+            "api",
+            [
+                py,
+                "-m",
+                "uvicorn",
+                "services.api.app:app",
+                "--factory",
+                "--host",
+                api.api_host,
+                "--port",
+                str(api.api_port),
+                "--log-level",
+                "warning",
+            ],
+            f"http://{api.api_host}:{api.api_port}  (docs: /docs)",
+        ),
+        (
+            "predict",
+            [
+                py,
+                "-m",
+                "uvicorn",
+                "services.predict.app:app",
+                "--factory",
+                "--host",
+                predict.predict_host,
+                "--port",
+                str(predict.predict_port),
+                "--log-level",
+                "warning",
+            ],
+            f"http://{predict.predict_host}:{predict.predict_port}  (/v2, /predict/{{model}})",
+        ),
     ]
     for i in range(workers):
-        specs.append((
-            f"worker-{i + 1}",
-            [py, "-m", "celery", "-A", "workers.worker", "worker", "-Q", "training",
-             "--loglevel", "INFO", "-n", f"kiln-{i + 1}@%h"],
-            "Celery queue 'training' on " + ("Redis" if api.redis_url else f"{api.broker_dir}"),
-        ))
+        specs.append(
+            (
+                f"worker-{i + 1}",
+                [
+                    py,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "workers.worker",
+                    "worker",
+                    "-Q",
+                    "training",
+                    "--loglevel",
+                    "INFO",
+                    "-n",
+                    f"kiln-{i + 1}@%h",
+                ],
+                "Celery queue 'training' on " + ("Redis" if api.redis_url else f"{api.broker_dir}"),
+            )
+        )
     procs: list[tuple[str, subprocess.Popen[bytes]]] = []
     for name, cmd, _ in specs:
         # Own process groups: Ctrl-C reaches only this command, which stops the children in order.
@@ -114,7 +159,9 @@ def up(
     while not stopping:
         for name, proc in procs:
             if proc.poll() is not None:
-                err.print(f"[red]{name} exited with code {proc.returncode}; stopping the rest[/red]")
+                err.print(
+                    f"[red]{name} exited with code {proc.returncode}; stopping the rest[/red]"
+                )
                 stopping, code = True, 1
         time.sleep(0.3)
     for _, proc in procs:
@@ -161,7 +208,13 @@ def datasets_upload(
 ) -> None:
     """Upload a CSV file."""
     with _client(api_url) as c, path.open("rb") as f:
-        _print(_check(c.post("/datasets", files={"file": (path.name, f, "text/csv")}, data={"target": target})))
+        _print(
+            _check(
+                c.post(
+                    "/datasets", files={"file": (path.name, f, "text/csv")}, data={"target": target}
+                )
+            )
+        )
 
 
 @datasets_app.command("list")
@@ -171,7 +224,9 @@ def datasets_list(api_url: ApiUrl = DEFAULT_API) -> None:
         builtin = _check(c.get("/datasets/builtin"))
     table = Table("id", "name", "rows", "columns", "target", "sha256")
     for r in rows:
-        table.add_row(r["id"], r["name"], str(r["n_rows"]), str(r["n_columns"]), r["target"], r["sha256"][:12])
+        table.add_row(
+            r["id"], r["name"], str(r["n_rows"]), str(r["n_columns"]), r["target"], r["sha256"][:12]
+        )
     for b in builtin:
         table.add_row(f"sklearn:{b['name']}", b["description"], "", "", "target", "built in")
     console.print(table)
@@ -207,7 +262,8 @@ def jobs_show(
             p = job.get("progress") or {}
             where = (
                 f"{p.get('phase')} fold {p.get('fold')}/{p.get('n_folds')} epoch {p.get('epoch')}/{p.get('epochs')}"
-                if p else ""
+                if p
+                else ""
             )
             console.print(f"{job['state']:<10} {where}")
             if not wait or job["state"] in ("succeeded", "failed", "cancelled"):
@@ -247,7 +303,9 @@ def models_show(name: str, version: int, api_url: ApiUrl = DEFAULT_API) -> None:
         table.add_row(metric, f"{stats['mean']:.4f}", f"{stats['std']:.4f}")
     console.print(table)
     parity = mv["parity"]
-    console.print(f"Keras vs ONNX Runtime: max |diff| {parity['max_abs_diff']:.2e} (tolerance {parity['tolerance']})")
+    console.print(
+        f"Keras vs ONNX Runtime: max |diff| {parity['max_abs_diff']:.2e} (tolerance {parity['tolerance']})"
+    )
 
 
 @app.command()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg
@@ -23,7 +23,22 @@ def pg_url(dbname: str) -> str:
     return f"{base}/{dbname}"
 
 
+def require_server(what: str, probe: Callable[[], object]) -> None:
+    """Skip (locally) or fail (under CI=true) when a server the test needs is not answering."""
+    try:
+        probe()
+    except Exception as exc:
+        message = f"{what} is not answering ({exc}); start it as the README says"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+
+
 def create_pg_database() -> str:
+    require_server(
+        "PostgreSQL on 127.0.0.1:5432",
+        lambda: psycopg.connect(PG_ADMIN_URL, connect_timeout=3).close(),
+    )
     name = f"kiln_test_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')

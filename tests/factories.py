@@ -12,7 +12,10 @@ from registry.models import Dataset, ModelVersion, TrainingJob
 
 SPEC: dict[str, Any] = {
     "task": "binary",
-    "layers": [{"type": "Dense", "units": 4, "activation": "relu"}, {"type": "Dense", "units": 1, "activation": "sigmoid"}],
+    "layers": [
+        {"type": "Dense", "units": 4, "activation": "relu"},
+        {"type": "Dense", "units": 1, "activation": "sigmoid"},
+    ],
     "optimizer": {"name": "adam", "learning_rate": 0.01},
     "loss": "binary_crossentropy",
     "epochs": 2,
@@ -46,7 +49,9 @@ def make_job(session: Session, **overrides: Any) -> TrainingJob:
 
 
 def make_version(session: Session, **overrides: Any) -> ModelVersion:
-    job = overrides.pop("job", None) or make_job(session, model_name=overrides.get("model_name", "toy"))
+    job = overrides.pop("job", None) or make_job(
+        session, model_name=overrides.get("model_name", "toy")
+    )
     fields: dict[str, Any] = {
         "model_name": job.model_name,
         "job_id": job.id,

@@ -14,7 +14,9 @@ TASK_TRAIN = "kiln.training.run"
 TRAINING_QUEUE = "training"
 
 
-def broker_options(redis_url: str | None, broker_dir: Path, visibility_timeout_s: int) -> dict[str, Any]:
+def broker_options(
+    redis_url: str | None, broker_dir: Path, visibility_timeout_s: int
+) -> dict[str, Any]:
     """Redis when a URL is given; otherwise Kombu's filesystem transport in `broker_dir`.
 
     The filesystem transport is a real broker that needs no server: messages are files
@@ -42,7 +44,9 @@ def broker_options(redis_url: str | None, broker_dir: Path, visibility_timeout_s
     }
 
 
-def make_celery(redis_url: str | None, broker_dir: Path, visibility_timeout_s: int = 43200) -> Celery:
+def make_celery(
+    redis_url: str | None, broker_dir: Path, visibility_timeout_s: int = 43200
+) -> Celery:
     app = Celery("kiln")
     app.conf.update(
         **broker_options(redis_url, broker_dir, visibility_timeout_s),

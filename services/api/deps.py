@@ -34,7 +34,8 @@ def get_store(request: Request) -> ArtifactStore:
 
 
 def get_celery(request: Request) -> Celery:
-    return request.app.state.celery  # type: ignore[no-any-return]
+    celery: Celery = request.app.state.celery
+    return celery
 
 
 SessionDep = Annotated[Session, Depends(get_session)]

@@ -82,6 +82,7 @@ class JobRead(_Read):
     dataset_id: str
     state: str
     attempt: int
+    worker: str | None = Field(description="host:pid of the process that runs or ran it.")
     reason: str | None
     progress: dict[str, Any] | None
     spec: dict[str, Any]

@@ -33,13 +33,22 @@ class TableSummary:
 
 def inspect_csv(data: bytes, *, target: str) -> TableSummary:
     if not data.strip():
-        raise ServiceError("upload_empty", "the uploaded file is empty; expected a CSV with a header row and data rows")
+        raise ServiceError(
+            "upload_empty",
+            "the uploaded file is empty; expected a CSV with a header row and data rows",
+        )
     if b"\x00" in data[:8192]:
-        raise ServiceError("upload_not_csv", "the uploaded file is binary, not CSV text; expected a UTF-8 CSV with a header row")
+        raise ServiceError(
+            "upload_not_csv",
+            "the uploaded file is binary, not CSV text; expected a UTF-8 CSV with a header row",
+        )
     try:
         frame = pd.read_csv(io.BytesIO(data))
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
-        raise ServiceError("upload_not_csv", f"the file could not be read as CSV ({exc}); expected a UTF-8 CSV with a header row") from None
+        raise ServiceError(
+            "upload_not_csv",
+            f"the file could not be read as CSV ({exc}); expected a UTF-8 CSV with a header row",
+        ) from None
     if frame.empty or len(frame.columns) < 2:
         raise ServiceError(
             "upload_empty",
@@ -49,7 +58,8 @@ def inspect_csv(data: bytes, *, target: str) -> TableSummary:
     columns = [str(c) for c in frame.columns]
     if target not in columns:
         raise ServiceError(
-            "target_missing", f"the target column {target!r} is not in the CSV; its columns are {columns}"
+            "target_missing",
+            f"the target column {target!r} is not in the CSV; its columns are {columns}",
         )
     missing = {str(c): int(n) for c, n in frame.isna().sum().items() if n}
     if missing:
@@ -60,7 +70,9 @@ def inspect_csv(data: bytes, *, target: str) -> TableSummary:
         )
     features = frame.drop(columns=[target])
     non_numeric = {
-        str(c): str(t) for c, t in features.dtypes.items() if not pd.api.types.is_numeric_dtype(t) or pd.api.types.is_bool_dtype(t)
+        str(c): str(t)
+        for c, t in features.dtypes.items()
+        if not pd.api.types.is_numeric_dtype(t) or pd.api.types.is_bool_dtype(t)
     }
     if non_numeric:
         raise ServiceError(
@@ -70,9 +82,16 @@ def inspect_csv(data: bytes, *, target: str) -> TableSummary:
         )
     y = frame[target]
     class_counts: dict[str, int] | None = None
-    if pd.api.types.is_integer_dtype(y) or pd.api.types.is_object_dtype(y) or pd.api.types.is_string_dtype(y) or pd.api.types.is_bool_dtype(y):
+    if (
+        pd.api.types.is_integer_dtype(y)
+        or pd.api.types.is_object_dtype(y)
+        or pd.api.types.is_string_dtype(y)
+        or pd.api.types.is_bool_dtype(y)
+    ):
         counts = y.value_counts()
-        class_counts = {str(k): int(v) for k, v in sorted(counts.items(), key=lambda kv: str(kv[0]))}
+        class_counts = {
+            str(k): int(v) for k, v in sorted(counts.items(), key=lambda kv: str(kv[0]))
+        }
     return TableSummary(
         n_rows=len(frame),
         columns=[{"name": str(c), "dtype": str(t)} for c, t in frame.dtypes.items()],

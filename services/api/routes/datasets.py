@@ -15,7 +15,13 @@ from services.problems import ERROR_RESPONSES, ServiceError
 
 router = APIRouter(prefix="/datasets", tags=["datasets"])
 
-CSV_TYPES = {"text/csv", "application/csv", "text/plain", "application/vnd.ms-excel", "application/octet-stream"}
+CSV_TYPES = {
+    "text/csv",
+    "application/csv",
+    "text/plain",
+    "application/vnd.ms-excel",
+    "application/octet-stream",
+}
 
 
 def store_table(
@@ -79,10 +85,16 @@ def upload_dataset(
     data = file.file.read(settings.max_upload_bytes + 1)
     if len(data) > settings.max_upload_bytes:
         raise ServiceError(
-            "upload_too_large", f"the upload is larger than the {settings.max_upload_bytes}-byte limit"
+            "upload_too_large",
+            f"the upload is larger than the {settings.max_upload_bytes}-byte limit",
         )
     dataset, created = store_table(
-        session, store, data=data, name=name or file.filename or "upload.csv", source="upload", target=target
+        session,
+        store,
+        data=data,
+        name=name or file.filename or "upload.csv",
+        source="upload",
+        target=target,
     )
     session.commit()
     if not created:

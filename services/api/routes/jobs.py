@@ -22,10 +22,10 @@ log = logging.getLogger("kiln.api")
 def job_read(request: Request, job: TrainingJob, version: int | None) -> JobRead:
     read = JobRead.model_validate(job)
     read.model_version = version
-    read.links = {"self": str(request.url_for("jobs-get_job", job_id=job.id))}
+    read.links = {"self": str(request.url_for("get_job", job_id=job.id))}
     if version is not None:
         read.links["model_version"] = str(
-            request.url_for("models-get_version", name=job.model_name, version=version)
+            request.url_for("get_version", name=job.model_name, version=version)
         )
     return read
 
@@ -73,7 +73,7 @@ def submit_job(
     else:
         jobs.mark_enqueued(session, job_id=job.id)
         session.commit()
-    url = str(request.url_for("jobs-get_job", job_id=job.id))
+    url = str(request.url_for("get_job", job_id=job.id))
     response.headers["Location"] = url
     return JobAccepted(id=job.id, state="queued", links={"self": url})
 
@@ -93,7 +93,11 @@ def get_job(request: Request, session: SessionDep, job_id: str) -> JobRead:
 
 @router.get("", response_model=Page[JobRead], summary="List jobs")
 def list_jobs(
-    request: Request, session: SessionDep, state: str | None = None, limit: int = 50, offset: int = 0
+    request: Request,
+    session: SessionDep,
+    state: str | None = None,
+    limit: int = 50,
+    offset: int = 0,
 ) -> Page[JobRead]:
     rows = jobs.list_jobs(session, state=state, limit=limit, offset=offset)
     return Page[JobRead](
@@ -114,7 +118,9 @@ def cancel_job(request: Request, session: SessionDep, job_id: str) -> JobRead:
     few seconds); folds it finished stay recorded."""
     job = jobs.get_job(session, job_id=job_id)
     if not jobs.cancel_job(session, job_id=job_id):
-        raise InvalidState(f"job {job_id} is {job.state}; only queued or running jobs can be cancelled")
+        raise InvalidState(
+            f"job {job_id} is {job.state}; only queued or running jobs can be cancelled"
+        )
     session.commit()
     session.refresh(job)
     return job_read(request, job, None)

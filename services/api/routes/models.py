@@ -29,9 +29,7 @@ def _model_read(model: RegisteredModel) -> ModelRead:
 
 
 def _version_read(request: Request, session: SessionDep, mv: ModelVersion) -> ModelVersionRead:
-    onnx_url = request.url_for(
-        "models-download_onnx", name=mv.model_name, version=mv.version
-    )
+    onnx_url = request.url_for("download_onnx", name=mv.model_name, version=mv.version)
     return ModelVersionRead(
         model_name=mv.model_name,
         version=mv.version,
@@ -39,11 +37,15 @@ def _version_read(request: Request, session: SessionDep, mv: ModelVersion) -> Mo
         dataset=DatasetRef.model_validate(mv.dataset),
         spec=mv.spec,
         metrics=mv.metrics,
-        folds=[FoldRead.model_validate(f) for f in versions.fold_metrics(session, job_id=mv.job_id)],
+        folds=[
+            FoldRead.model_validate(f) for f in versions.fold_metrics(session, job_id=mv.job_id)
+        ],
         parity=mv.parity,
         signature=mv.signature,
         artifacts={
-            "onnx": ArtifactRead(sha256=mv.onnx_sha256, size_bytes=mv.onnx_size_bytes, url=str(onnx_url)),
+            "onnx": ArtifactRead(
+                sha256=mv.onnx_sha256, size_bytes=mv.onnx_size_bytes, url=str(onnx_url)
+            ),
             "keras": ArtifactRead(sha256=mv.keras_sha256),
         },
         library_versions=mv.library_versions,
@@ -70,7 +72,10 @@ def get_model(session: SessionDep, name: str) -> ModelRead:
     responses=ERROR_RESPONSES,
 )
 def list_versions(request: Request, session: SessionDep, name: str) -> list[ModelVersionRead]:
-    return [_version_read(request, session, mv) for mv in versions.list_versions(session, model_name=name)]
+    return [
+        _version_read(request, session, mv)
+        for mv in versions.list_versions(session, model_name=name)
+    ]
 
 
 @router.get(
@@ -83,7 +88,9 @@ def get_version(request: Request, session: SessionDep, name: str, version: int) 
     """Everything about one version: the spec, the dataset's hash, each fold's metrics and
     their mean and standard deviation, the Keras-vs-ONNX parity result, the input
     signature and the artifact hashes."""
-    return _version_read(request, session, versions.get_version(session, model_name=name, version=version))
+    return _version_read(
+        request, session, versions.get_version(session, model_name=name, version=version)
+    )
 
 
 @router.get(

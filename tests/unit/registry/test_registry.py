@@ -8,7 +8,14 @@ from sqlalchemy.orm import Session
 
 from registry import jobs, versions
 from registry.artifacts import LocalArtifactStore, sha256_hex
-from registry.errors import ArtifactCorrupt, ArtifactMissing, InvalidState, JobNotFound, ModelNotFound, VersionNotFound
+from registry.errors import (
+    ArtifactCorrupt,
+    ArtifactMissing,
+    InvalidState,
+    JobNotFound,
+    ModelNotFound,
+    VersionNotFound,
+)
 from registry.models import JobEvent, ModelVersion, TrainingJob
 from tests.factories import make_dataset, make_job, make_version
 
@@ -31,7 +38,9 @@ def test_only_one_claim_wins(session: Session) -> None:
     job = make_job(session)
     first = jobs.claim_job(session, job_id=job.id, worker="w1")
     second = jobs.claim_job(session, job_id=job.id, worker="w2")
-    assert first is not None and first.state == "running" and first.attempt == 1
+    assert first is not None
+    assert first.state == "running"
+    assert first.attempt == 1
     assert first.worker == "w1"
     assert second is None
 
@@ -46,7 +55,8 @@ def test_heartbeat_and_finish(session: Session) -> None:
     assert not jobs.finish_job(session, job_id=job.id, state="failed", reason="late")
     session.expire_all()
     row = jobs.get_job(session, job_id=job.id)
-    assert row.state == "succeeded" and row.finished_at is not None
+    assert row.state == "succeeded"
+    assert row.finished_at is not None
     assert [e.state for e in row.events] == ["queued", "running", "succeeded"]
 
 
@@ -80,7 +90,10 @@ def test_sweeper_requeues_a_job_whose_worker_died_then_gives_up(session: Session
     jobs.claim_job(session, job_id=job.id, worker="w1")
     _age_heartbeat(session, job.id, 300)
     resend = jobs.sweep_stale_jobs(
-        session, heartbeat_timeout=timedelta(seconds=60), max_attempts=2, requeue_after=timedelta(minutes=10)
+        session,
+        heartbeat_timeout=timedelta(seconds=60),
+        max_attempts=2,
+        requeue_after=timedelta(minutes=10),
     )
     assert job.id in resend
     session.expire_all()
@@ -89,20 +102,27 @@ def test_sweeper_requeues_a_job_whose_worker_died_then_gives_up(session: Session
     jobs.claim_job(session, job_id=job.id, worker="w2")
     _age_heartbeat(session, job.id, 300)
     resend = jobs.sweep_stale_jobs(
-        session, heartbeat_timeout=timedelta(seconds=60), max_attempts=2, requeue_after=timedelta(minutes=10)
+        session,
+        heartbeat_timeout=timedelta(seconds=60),
+        max_attempts=2,
+        requeue_after=timedelta(minutes=10),
     )
     assert job.id not in resend
     session.expire_all()
     failed = jobs.get_job(session, job_id=job.id)
     assert failed.state == "failed"
-    assert failed.reason is not None and "stopped sending heartbeats" in failed.reason
+    assert failed.reason is not None
+    assert "stopped sending heartbeats" in failed.reason
 
 
 def test_sweeper_leaves_a_live_job_alone(session: Session) -> None:
     job = make_job(session)
     jobs.claim_job(session, job_id=job.id, worker="w1")
     resend = jobs.sweep_stale_jobs(
-        session, heartbeat_timeout=timedelta(seconds=60), max_attempts=3, requeue_after=timedelta(minutes=10)
+        session,
+        heartbeat_timeout=timedelta(seconds=60),
+        max_attempts=3,
+        requeue_after=timedelta(minutes=10),
     )
     assert job.id not in resend
     session.expire_all()
@@ -123,7 +143,9 @@ def test_register_is_idempotent_per_job(session: Session) -> None:
     first = make_version(session, job=job)
     again = make_version(session, job=job)
     assert first.id == again.id
-    assert len(session.scalars(select(ModelVersion).where(ModelVersion.job_id == job.id)).all()) == 1
+    assert (
+        len(session.scalars(select(ModelVersion).where(ModelVersion.job_id == job.id)).all()) == 1
+    )
 
 
 def test_missing_model_and_version_errors(session: Session) -> None:
@@ -137,8 +159,12 @@ def test_missing_model_and_version_errors(session: Session) -> None:
 
 def test_record_fold_replaces_a_retried_fold(session: Session) -> None:
     job = make_job(session)
-    jobs.record_fold(session, job_id=job.id, fold=1, n_train=8, n_val=2, metrics={"f1": 0.1}, history={})
-    jobs.record_fold(session, job_id=job.id, fold=1, n_train=8, n_val=2, metrics={"f1": 0.9}, history={})
+    jobs.record_fold(
+        session, job_id=job.id, fold=1, n_train=8, n_val=2, metrics={"f1": 0.1}, history={}
+    )
+    jobs.record_fold(
+        session, job_id=job.id, fold=1, n_train=8, n_val=2, metrics={"f1": 0.9}, history={}
+    )
     folds = versions.fold_metrics(session, job_id=job.id)
     assert [(f.fold, f.metrics["f1"]) for f in folds] == [(1, 0.9)]
 

@@ -1,0 +1,284 @@
+"""The whole path on real processes: upload → k-fold training in a Celery worker →
+registered ONNX version → predictions over HTTP equal to the Keras model's."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import signal
+import subprocess
+import time
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+from sklearn.datasets import load_breast_cancer
+
+from tests.e2e.conftest import Stack, children_of, cmdline, maps_tensorflow
+
+pytestmark = pytest.mark.e2e
+
+SPEC: dict[str, Any] = {
+    "task": "binary",
+    "layers": [
+        {"type": "Dense", "units": 16, "activation": "relu"},
+        {"type": "Dropout", "rate": 0.1},
+        {"type": "Dense", "units": 8, "activation": "relu"},
+        {"type": "Dense", "units": 1, "activation": "sigmoid"},
+    ],
+    "optimizer": {"name": "adam", "learning_rate": 0.005},
+    "loss": "binary_crossentropy",
+    "epochs": 25,
+    "batch_size": 32,
+    "k_folds": 3,
+    "seed": 7,
+}
+TERMINAL = ("succeeded", "failed", "cancelled")
+
+
+def breast_cancer_csv() -> tuple[bytes, list[str], np.ndarray]:
+    frame = load_breast_cancer(as_frame=True).frame
+    features = [c for c in frame.columns if c != "target"]
+    return frame.to_csv(index=False).encode(), features, frame[features].to_numpy(np.float32)
+
+
+def wait_for(
+    api: str, job_id: str, timeout: float = 300
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    seen: list[dict[str, Any]] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = httpx.get(f"{api}/jobs/{job_id}", timeout=10).json()
+        seen.append(job)
+        if job["state"] in TERMINAL:
+            return job, seen
+        time.sleep(0.5)
+    raise AssertionError(f"job {job_id} did not finish in {timeout}s; last: {seen[-1]}")
+
+
+@pytest.fixture(scope="module")
+def trained(stack: Stack) -> dict[str, Any]:
+    data, features, X = breast_cancer_csv()
+    up = httpx.post(
+        f"{stack.api}/datasets",
+        files={"file": ("breast_cancer.csv", io.BytesIO(data), "text/csv")},
+        data={"target": "target"},
+    )
+    assert up.status_code == 201, up.text
+    dataset = up.json()
+    started = time.monotonic()
+    resp = httpx.post(
+        f"{stack.api}/jobs", json={"model_name": "cancer", "dataset": dataset["id"], "spec": SPEC}
+    )
+    assert resp.status_code == 202, resp.text
+    assert resp.headers["location"].endswith(f"/jobs/{resp.json()['id']}")
+    job, seen = wait_for(stack.api, resp.json()["id"])
+    elapsed = time.monotonic() - started
+    print(f"\n[{stack.kind}] end-to-end job took {elapsed:.1f} s")  # noqa: T201
+    assert job["state"] == "succeeded", f"{job['reason']}\n{stack.log_tail()}"
+    return {"job": job, "seen": seen, "dataset": dataset, "csv": data, "features": features, "X": X}
+
+
+def test_job_reports_progress_and_transitions(trained: dict[str, Any]) -> None:
+    job = trained["job"]
+    assert [e["state"] for e in job["events"]] == ["queued", "running", "succeeded"]
+    assert job["started_at"] <= job["finished_at"]
+    progress = [j["progress"] for j in trained["seen"] if j["state"] == "running" and j["progress"]]
+    assert progress, "no progress was reported while the job ran"
+    assert all(1 <= p["epoch"] <= SPEC["epochs"] for p in progress)
+    assert any(p["phase"] == "cv" and 1 <= p["fold"] <= 3 for p in progress)
+
+
+def test_registry_holds_sane_metrics_and_parity(stack: Stack, trained: dict[str, Any]) -> None:
+    job = trained["job"]
+    mv = httpx.get(job["links"]["model_version"]).json()
+    assert mv["version"] == job["model_version"] == 1
+    assert mv["dataset"]["sha256"] == hashlib.sha256(trained["csv"]).hexdigest()
+    assert mv["dataset"]["n_rows"] == 569
+    assert len(mv["folds"]) == 3
+    assert sum(f["n_val"] for f in mv["folds"]) == 569
+    for fold in mv["folds"]:
+        cm = np.array(fold["metrics"]["confusion_matrix"])
+        assert cm.shape == (2, 2)
+        assert cm.sum() == fold["n_val"]
+        assert len(fold["history"]["loss"]) == SPEC["epochs"]
+    f1 = [f["metrics"]["f1"] for f in mv["folds"]]
+    # Chance on this table is an F1 of about 0.63 (always "benign"); a working MLP is > 0.9.
+    assert mv["metrics"]["f1"]["mean"] == pytest.approx(np.mean(f1))
+    assert mv["metrics"]["f1"]["std"] == pytest.approx(np.std(f1))
+    assert mv["metrics"]["f1"]["mean"] > 0.9
+    assert mv["metrics"]["roc_auc"]["mean"] > 0.95
+    assert mv["parity"]["passed"]
+    assert mv["parity"]["max_abs_diff"] < 1e-4
+    sig = mv["signature"]
+    assert sig["feature_names"] == trained["features"]
+    assert sig["class_labels"] == [0, 1]
+    assert sig["inputs"] == [{"name": "features", "datatype": "FP32", "shape": [-1, 30]}]
+    onnx = httpx.get(mv["artifacts"]["onnx"]["url"])
+    assert onnx.status_code == 200
+    assert hashlib.sha256(onnx.content).hexdigest() == mv["artifacts"]["onnx"]["sha256"]
+    models = httpx.get(f"{stack.api}/models").json()["items"]
+    assert {"name": "cancer", "latest_version": 1}.items() <= {
+        k: v for m in models if m["name"] == "cancer" for k, v in m.items()
+    }.items()
+
+
+def keras_probabilities(stack: Stack, keras_sha256: str, X: np.ndarray) -> np.ndarray:
+    """The Keras model's own answers, computed in a separate process (TF stays out of pytest)."""
+    path = stack.home / "artifacts" / keras_sha256[:2] / keras_sha256
+    np.save(stack.home / "X.npy", X)
+    code = (
+        "import sys, numpy as np, keras, shutil, tempfile, os;"
+        "d = tempfile.mkdtemp(); p = os.path.join(d, 'm.keras'); shutil.copy(sys.argv[1], p);"
+        "m = keras.models.load_model(p); np.save(sys.argv[3], m.predict(np.load(sys.argv[2]), verbose=0))"
+    )
+    out = stack.home / "keras_out.npy"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    import sys
+
+    subprocess.run(
+        [sys.executable, "-c", code, str(path), str(stack.home / "X.npy"), str(out)],
+        check=True,
+        env=env,
+    )
+    return np.load(out)
+
+
+def test_predictions_match_keras_through_both_routes(stack: Stack, trained: dict[str, Any]) -> None:
+    mv = httpx.get(trained["job"]["links"]["model_version"]).json()
+    X = trained["X"][:40]
+    expected = keras_probabilities(stack, mv["artifacts"]["keras"]["sha256"], X).reshape(-1)
+
+    infer = httpx.post(
+        f"{stack.predict}/v2/models/cancer/infer",
+        json={
+            "inputs": [
+                {
+                    "name": "features",
+                    "shape": list(X.shape),
+                    "datatype": "FP32",
+                    "data": X.ravel().tolist(),
+                }
+            ]
+        },
+    )
+    assert infer.status_code == 200, infer.text
+    body = infer.json()
+    assert body["model_name"] == "cancer"
+    assert str(body["model_version"]) == "1"
+    got = np.array(body["outputs"][0]["data"], dtype=np.float64)
+    assert np.max(np.abs(got - expected)) < 1e-4
+
+    rows = [dict(zip(trained["features"], map(float, r), strict=True)) for r in X]
+    friendly = httpx.post(f"{stack.predict}/predict/cancer/versions/1", json={"rows": rows})
+    assert friendly.status_code == 200, friendly.text
+    preds = friendly.json()["predictions"]
+    p1 = np.array([p["probabilities"]["1"] for p in preds])
+    assert np.max(np.abs(p1 - expected)) < 1e-4
+    assert [p["label"] for p in preds] == [1 if e >= 0.5 else 0 for e in expected]
+
+
+def test_model_metadata_reports_the_provider(stack: Stack, trained: dict[str, Any]) -> None:
+    meta = httpx.get(f"{stack.predict}/v2/models/cancer").json()
+    assert meta["name"] == "cancer"
+    assert meta["inputs"][0]["shape"] == [-1, 30]
+    assert meta["parameters"]["execution_provider"] == "CPUExecutionProvider"
+    assert httpx.get(f"{stack.predict}/v2/models/cancer/versions/1/ready").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status", "needle"),
+    [
+        (
+            "/v2/models/cancer/infer",
+            {
+                "inputs": [
+                    {"name": "features", "shape": [1, 29], "datatype": "FP32", "data": [0.0] * 29}
+                ]
+            },
+            400,
+            "30",
+        ),
+        (
+            "/v2/models/cancer/infer",
+            {
+                "inputs": [
+                    {"name": "features", "shape": [1, 30], "datatype": "BOOL", "data": [True] * 30}
+                ]
+            },
+            400,
+            "FP32",
+        ),
+        (
+            "/v2/models/cancer/infer",
+            {"inputs": [{"name": "x", "shape": [1, 30], "datatype": "FP32", "data": [0.0] * 30}]},
+            400,
+            "features",
+        ),
+        (
+            "/v2/models/ghost/infer",
+            {
+                "inputs": [
+                    {"name": "features", "shape": [1, 30], "datatype": "FP32", "data": [0.0] * 30}
+                ]
+            },
+            404,
+            "ghost",
+        ),
+        (
+            "/v2/models/cancer/versions/9/infer",
+            {
+                "inputs": [
+                    {"name": "features", "shape": [1, 30], "datatype": "FP32", "data": [0.0] * 30}
+                ]
+            },
+            404,
+            "9",
+        ),
+        ("/predict/cancer", {"rows": [{"mean radius": 1.0}]}, 422, "missing"),
+    ],
+    ids=["shape", "dtype", "input-name", "unknown-model", "unknown-version", "missing-feature"],
+)
+def test_bad_prediction_requests(
+    stack: Stack, trained: dict[str, Any], path: str, body: dict[str, Any], status: int, needle: str
+) -> None:
+    resp = httpx.post(stack.predict + path, json=body)
+    assert resp.status_code == status, resp.text
+    assert needle in resp.json()["error"]
+
+
+def test_api_and_predictor_never_load_tensorflow(stack: Stack, trained: dict[str, Any]) -> None:
+    api = stack.pid_of("services.api.app")
+    predict = stack.pid_of("services.predict.app")
+    worker = stack.pid_of("workers.worker")
+    assert not maps_tensorflow(api)
+    assert not maps_tensorflow(predict)
+    # The worker's parent forks the children that train: TensorFlow must not be in it either.
+    assert not maps_tensorflow(worker)
+
+
+def test_a_killed_worker_loses_no_job(stack: Stack, trained: dict[str, Any]) -> None:
+    spec = {**SPEC, "epochs": 200, "k_folds": 2}
+    resp = httpx.post(
+        f"{stack.api}/jobs",
+        json={"model_name": "cancer-crash", "dataset": "sklearn:breast_cancer", "spec": spec},
+    )
+    job_id = resp.json()["id"]
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        job = httpx.get(f"{stack.api}/jobs/{job_id}").json()
+        if job["state"] == "running" and job["progress"]:
+            break
+        time.sleep(0.3)
+    else:
+        raise AssertionError(f"job never ran: {job}")
+    pid = int(job["worker"].rsplit(":", 1)[1])
+    assert "celery" in cmdline(pid) or pid in children_of(stack.pid_of("workers.worker"))
+    os.kill(pid, signal.SIGKILL)
+    job, _ = wait_for(stack.api, job_id, timeout=400)
+    assert job["state"] == "succeeded", f"{job['reason']}\n{stack.log_tail()}"
+    assert job["attempt"] == 2
+    assert any("stopped sending heartbeats" in (e["message"] or "") for e in job["events"])
+    assert job["model_version"] == 1
