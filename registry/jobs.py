@@ -136,7 +136,14 @@ def finish_job(session: Session, *, job_id: str, state: str, reason: str | None 
     result = session.execute(
         update(TrainingJob)
         .where(TrainingJob.id == job_id, TrainingJob.state == "running")
-        .values(state=state, reason=reason, finished_at=now, heartbeat_at=now)
+        .values(
+            state=state,
+            reason=reason,
+            finished_at=now,
+            heartbeat_at=now,
+            # A finished job's last epoch report would read as stale progress.
+            **({"progress": None} if state == "succeeded" else {}),
+        )
         .execution_options(synchronize_session=False)
     )
     if _rowcount(result) != 1:

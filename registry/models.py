@@ -26,6 +26,10 @@ class Dataset(Base):
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     name: Mapped[str] = mapped_column(String(200))
     source: Mapped[str] = mapped_column(String(20))  # "upload" or "builtin"
+    # "table" (CSV) or "images" (NPZ of arrays); a table can also be cut into sequences.
+    kind: Mapped[str] = mapped_column(String(20), default="table", server_default="table")
+    # Shape of the feature array: [rows, columns] for a table, [n, h, w, c] for images.
+    shape: Mapped[list[int] | None] = mapped_column(JSON, nullable=True)
     sha256: Mapped[str] = mapped_column(String(64), index=True)
     size_bytes: Mapped[int] = mapped_column(BigInteger)
     target: Mapped[str] = mapped_column(String(200))
@@ -51,6 +55,10 @@ class TrainingJob(Base):
     # {"phase", "fold", "n_folds", "epoch", "epochs", "logs"} while running.
     progress: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     worker: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    # Set when the job retrains an existing version (lineage).
+    retrained_from_id: Mapped[int | None] = mapped_column(
+        ForeignKey("model_version.id", use_alter=True), nullable=True
+    )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     enqueued_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
@@ -101,6 +109,7 @@ class RegisteredModel(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
+    description: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     versions: Mapped[list[ModelVersion]] = relationship(
@@ -127,14 +136,78 @@ class ModelVersion(Base):
     keras_sha256: Mapped[str] = mapped_column(String(64))
     library_versions: Mapped[dict[str, str]] = mapped_column(JSON)
     device: Mapped[str] = mapped_column(String(200))
+    # Metrics on the held-out test split, when the spec asked for one.
+    test_metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    description: Mapped[str | None] = mapped_column(Text, nullable=True)
+    retrained_from_id: Mapped[int | None] = mapped_column(
+        ForeignKey("model_version.id"), nullable=True
+    )
+    # Archived versions stay on disk but are served by explicit number only.
+    archived_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     registered_model: Mapped[RegisteredModel] = relationship(
         back_populates="versions", lazy="joined"
     )
     dataset: Mapped[Dataset] = relationship(lazy="joined")
-    job: Mapped[TrainingJob] = relationship()
+    job: Mapped[TrainingJob] = relationship(foreign_keys=[job_id])
 
     @property
     def model_name(self) -> str:
         return self.registered_model.name
+
+
+class ModelTag(Base):
+    __tablename__ = "model_tag"
+    __table_args__ = (UniqueConstraint("registered_model_id", "key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    registered_model_id: Mapped[int] = mapped_column(
+        ForeignKey("registered_model.id", ondelete="CASCADE"), index=True
+    )
+    key: Mapped[str] = mapped_column(String(250))
+    value: Mapped[str] = mapped_column(Text)
+
+
+class VersionTag(Base):
+    __tablename__ = "version_tag"
+    __table_args__ = (UniqueConstraint("model_version_id", "key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    model_version_id: Mapped[int] = mapped_column(
+        ForeignKey("model_version.id", ondelete="CASCADE"), index=True
+    )
+    key: Mapped[str] = mapped_column(String(250))
+    value: Mapped[str] = mapped_column(Text)
+
+
+class Alias(Base):
+    """A movable name (production, staging, …) pointing at one version of a model."""
+
+    __tablename__ = "alias"
+    __table_args__ = (UniqueConstraint("registered_model_id", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    registered_model_id: Mapped[int] = mapped_column(
+        ForeignKey("registered_model.id", ondelete="CASCADE")
+    )
+    name: Mapped[str] = mapped_column(String(100))
+    model_version_id: Mapped[int] = mapped_column(ForeignKey("model_version.id"))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class AliasEvent(Base):
+    """Every move of an alias: promotion, rollback or deletion (to_version None)."""
+
+    __tablename__ = "alias_event"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    registered_model_id: Mapped[int] = mapped_column(
+        ForeignKey("registered_model.id", ondelete="CASCADE"), index=True
+    )
+    alias: Mapped[str] = mapped_column(String(100))
+    from_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    to_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    actor: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
