@@ -166,7 +166,8 @@ def up(
         time.sleep(0.3)
     for _, proc in procs:
         if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
+            # The main process only: Celery's parent stops its pool children itself.
+            proc.send_signal(signal.SIGTERM)
     deadline = time.monotonic() + 15
     for name, proc in procs:
         try:

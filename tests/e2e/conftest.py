@@ -139,16 +139,18 @@ def stack(
         yield s
     finally:
         kids = children_of(proc.pid)
+        clean = False
         if proc.poll() is None:
+            # What a user's Ctrl-C does: kiln up stops its children and exits 0.
             proc.send_signal(signal.SIGINT)
             try:
-                proc.wait(timeout=40)
+                clean = proc.wait(timeout=40) == 0
             except subprocess.TimeoutExpired:
                 proc.kill()
-        for pid in kids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        left = [pid for pid in kids if Path(f"/proc/{pid}").exists() and cmdline(pid)]
+        for pid in left:
+            os.kill(pid, signal.SIGKILL)
         if dbname:
             drop_pg_database(dbname)
+        assert clean, f"kiln up did not exit cleanly on Ctrl-C:\n{s.log_tail()}"
+        assert not left, f"kiln up left processes running: {[cmdline(p) for p in left]}"
