@@ -45,3 +45,27 @@ class Conflict(RegistryError):
 
 class InvalidState(RegistryError):
     code = "invalid_state"
+
+
+class AliasNotFound(NotFound):
+    code = "alias_not_found"
+
+
+class AliasInvalid(RegistryError):
+    code = "alias_invalid"
+
+
+class NoPreviousVersion(Conflict):
+    code = "no_previous_version"
+
+
+class VersionInUse(Conflict):
+    code = "version_in_use"
+
+
+class TagInvalid(RegistryError):
+    code = "tag_invalid"
+
+
+class MetricUnknown(RegistryError):
+    code = "metric_unknown"

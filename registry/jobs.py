@@ -28,11 +28,21 @@ def _rowcount(result: Any) -> int:
 
 
 def create_job(
-    session: Session, *, model_name: str, dataset_id: str, spec: dict[str, Any]
+    session: Session,
+    *,
+    model_name: str,
+    dataset_id: str,
+    spec: dict[str, Any],
+    retrained_from_id: int | None = None,
 ) -> TrainingJob:
     now = utcnow()
     job = TrainingJob(
-        model_name=model_name, dataset_id=dataset_id, spec=spec, state="queued", created_at=now
+        model_name=model_name,
+        dataset_id=dataset_id,
+        spec=spec,
+        state="queued",
+        created_at=now,
+        retrained_from_id=retrained_from_id,
     )
     session.add(job)
     session.flush()

@@ -5,6 +5,7 @@ Importing this module does not load TensorFlow; the first call does.
 
 from __future__ import annotations
 
+import importlib.metadata
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -118,6 +119,7 @@ def library_versions() -> dict[str, str]:
     import tf2onnx
 
     return {
+        "kiln": _kiln_version(),
         "tensorflow": str(tf.__version__),
         "keras": str(keras.__version__),
         "tf2onnx": str(tf2onnx.__version__),
@@ -126,6 +128,14 @@ def library_versions() -> dict[str, str]:
         "numpy": str(numpy.__version__),
         "scikit-learn": str(sklearn.__version__),
     }
+
+
+def _kiln_version() -> str:
+    try:
+        return importlib.metadata.version("kiln")
+    except importlib.metadata.PackageNotFoundError:
+        # Running from a source tree that was never installed.
+        return "unknown"
 
 
 def device_name() -> str:

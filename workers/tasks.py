@@ -80,11 +80,12 @@ def run_training_job(
             return "skipped: not queued"
         dataset = datasets.get_dataset(session, dataset_id=job.dataset_id)
         spec = ModelSpec.model_validate(job.spec)
-        model_name, dataset_id, sha256, target = (
+        model_name, dataset_id, sha256, target, retrained_from_id = (
             job.model_name,
             dataset.id,
             dataset.sha256,
             dataset.target,
+            job.retrained_from_id,
         )
 
     heart = _Heartbeat(sm, job_id, heartbeat_interval_s)
@@ -138,6 +139,7 @@ def run_training_job(
                 keras_sha256=keras_sha256,
                 library_versions=result.library_versions,
                 device=result.device,
+                retrained_from_id=retrained_from_id,
             )
             if not jobs.finish_job(session, job_id=job_id, state="succeeded"):
                 # Cancelled or taken back while exporting: keep the registry as it was.
