@@ -69,3 +69,7 @@ class TagInvalid(RegistryError):
 
 class MetricUnknown(RegistryError):
     code = "metric_unknown"
+
+
+class ArtifactStoreUnavailable(RegistryError):
+    code = "artifact_store_unavailable"

@@ -37,6 +37,15 @@ STATUS_BY_CODE: dict[str, int] = {
     "missing_values": 422,
     "upload_too_large": 413,
     "unknown_builtin_dataset": 404,
+    "artifact_store_unavailable": 503,
+    "alias_not_found": 404,
+    "alias_invalid": 422,
+    "no_previous_version": 409,
+    "version_in_use": 409,
+    "tag_invalid": 422,
+    "tag_not_found": 404,
+    "metric_unknown": 422,
+    "versions_invalid": 422,
 }
 
 PROBLEM_JSON = "application/problem+json"

@@ -9,7 +9,7 @@ import functools
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from registry.artifacts import LocalArtifactStore
+from registry.artifacts import ArtifactStore, make_artifact_store
 from registry.db import make_engine, make_sessionmaker
 from workers.celery_app import make_celery
 from workers.settings import WorkerSettings
@@ -24,8 +24,8 @@ def _sessionmaker() -> sessionmaker[Session]:
     return make_sessionmaker(make_engine(settings.database_url))
 
 
-def _store() -> LocalArtifactStore:
-    return LocalArtifactStore(settings.artifact_root)
+def _store() -> ArtifactStore:
+    return make_artifact_store(settings)
 
 
 app = make_celery(settings.redis_url, settings.broker_dir, settings.broker_visibility_timeout_s)

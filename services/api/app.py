@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
-from registry.artifacts import LocalArtifactStore
+from registry.artifacts import make_artifact_store
 from registry.db import make_engine, make_sessionmaker
 from registry.migrate import pending_revision
 from services import problems
@@ -42,7 +42,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
         )
         app.state.settings = settings
         app.state.sessionmaker = sm
-        app.state.store = LocalArtifactStore(settings.artifact_root)
+        app.state.store = make_artifact_store(settings)
         app.state.celery = celery
         sweeper = Sweeper(
             settings.job_sweep_interval_s,

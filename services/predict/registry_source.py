@@ -9,7 +9,7 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from registry import errors, versions
-from registry.artifacts import LocalArtifactStore
+from registry.artifacts import make_artifact_store
 from registry.db import make_engine, make_sessionmaker
 from registry.models import ModelVersion, RegisteredModel
 from services.predict.source import ModelNotFound, ResolvedModel, VersionNotFound
@@ -20,7 +20,7 @@ class RegistrySource:
     def __init__(self, settings: PredictSettings) -> None:
         self._engine = make_engine(settings.database_url)
         self._sm = make_sessionmaker(self._engine)
-        self._store = LocalArtifactStore(settings.artifact_root)
+        self._store = make_artifact_store(settings)
 
     def _known_models(self) -> list[str]:
         with self._sm() as session:
