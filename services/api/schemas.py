@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -120,6 +120,13 @@ class DatasetRef(_Read):
 class ModelVersionRead(BaseModel):
     model_name: str
     version: int
+    description: str | None = None
+    tags: dict[str, str] = {}
+    aliases: list[str] = Field(default=[], description="Aliases that point at this version.")
+    archived_at: datetime | None = None
+    retrained_from: int | None = Field(
+        default=None, description="The version of the same model this one was retrained from."
+    )
     job_id: str
     dataset: DatasetRef
     spec: dict[str, Any]
@@ -135,6 +142,124 @@ class ModelVersionRead(BaseModel):
 
 class ModelRead(BaseModel):
     name: str
+    description: str | None = None
+    tags: dict[str, str] = {}
+    aliases: dict[str, int] = Field(default={}, description="Alias → version it points at.")
     created_at: datetime
     latest_version: int | None
     versions: list[int]
+
+
+class AliasSet(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    version: int = Field(ge=1, description="The version the alias will point at.")
+    reason: str | None = Field(default=None, max_length=2000)
+
+
+class AliasRollback(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    to: int | Literal["previous"] = Field(
+        default="previous",
+        description="A version number, or `previous`: where the alias pointed before its "
+        "last change.",
+    )
+    reason: str | None = Field(default=None, max_length=2000)
+
+
+class AliasRead(BaseModel):
+    alias: str
+    version: int
+    updated_at: datetime
+
+
+class AliasEventRead(_Read):
+    alias: str
+    from_version: int | None
+    to_version: int | None = Field(description="None when the alias was deleted.")
+    actor: str | None
+    reason: str | None
+    at: datetime
+
+
+class DescriptionUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    description: str | None = Field(max_length=20000, description="null removes it.")
+
+
+class TagSet(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    value: str = Field(max_length=5000)
+
+
+class RetrainCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    dataset: str | None = Field(
+        default=None,
+        description="A dataset id or `sklearn:<name>`; defaults to the version's own dataset.",
+    )
+    model_name: str | None = Field(
+        default=None,
+        pattern=MODEL_NAME_PATTERN,
+        description="Where the new version goes; defaults to the same model.",
+    )
+
+
+class LineageJob(BaseModel):
+    id: str
+    state: str
+    attempt: int
+    worker: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class LineageDataset(BaseModel):
+    id: str
+    name: str
+    source: str
+    kind: str
+    sha256: str
+    shape: list[int]
+    target: str
+
+
+class VersionRef(BaseModel):
+    model_name: str
+    version: int
+
+
+class LineageRead(BaseModel):
+    model_name: str
+    version: int
+    job: LineageJob
+    spec: dict[str, Any]
+    seed: int | None
+    dataset: LineageDataset
+    library_versions: dict[str, str] = Field(
+        description="kiln, tensorflow, keras, tf2onnx, onnx, onnxruntime, numpy, scikit-learn."
+    )
+    device: str = Field(description="CPU, or the name of the GPU it trained on.")
+    retrained_from: VersionRef | None
+
+
+class MetricComparison(BaseModel):
+    version: int
+    mean: float | None
+    std: float | None
+    folds: list[float | None]
+    diff_from_baseline: float | None = Field(
+        description="This version's mean minus the baseline's (the first version named)."
+    )
+
+
+class CompareRead(BaseModel):
+    model_name: str
+    baseline: int
+    versions: list[int]
+    metrics: dict[str, list[MetricComparison]]

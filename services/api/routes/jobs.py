@@ -2,12 +2,15 @@ from __future__ import annotations
 
 import logging
 
+from celery import Celery
 from fastapi import APIRouter, Request, Response, status
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from registry import datasets, jobs
+from registry.artifacts import ArtifactStore
 from registry.errors import InvalidState
-from registry.models import ModelVersion, TrainingJob
+from registry.models import Dataset, ModelVersion, TrainingJob
 from services.api.deps import CeleryDep, SessionDep, StoreDep
 from services.api.routes.datasets import builtin_dataset
 from services.api.schemas import JobAccepted, JobCreate, JobRead, Page
@@ -52,10 +55,7 @@ def submit_job(
     classes, k against the smallest class): a job that cannot train is refused with 422,
     not failed an hour later. Poll the `Location` header for progress.
     """
-    if body.dataset.startswith(BUILTIN_PREFIX):
-        dataset = builtin_dataset(session, store, body.dataset.removeprefix(BUILTIN_PREFIX))
-    else:
-        dataset = datasets.get_dataset(session, dataset_id=body.dataset)
+    dataset = resolve_dataset(session, store, body.dataset)
     body.spec.check_against_data(class_counts=dataset.class_counts)
     job = jobs.create_job(
         session,
@@ -63,6 +63,20 @@ def submit_job(
         dataset_id=dataset.id,
         spec=body.spec.model_dump(mode="json"),
     )
+    return enqueue(request, response, session, celery, job)
+
+
+def resolve_dataset(session: Session, store: ArtifactStore, ref: str) -> Dataset:
+    """A dataset id, or `sklearn:<name>` for a built-in one (stored on first use)."""
+    if ref.startswith(BUILTIN_PREFIX):
+        return builtin_dataset(session, store, ref.removeprefix(BUILTIN_PREFIX))
+    return datasets.get_dataset(session, dataset_id=ref)
+
+
+def enqueue(
+    request: Request, response: Response, session: Session, celery: Celery, job: TrainingJob
+) -> JobAccepted:
+    """Commit the queued job, then send its id to the workers; answer 202 with its URL."""
     # The row is committed before the message goes out: a worker never sees an id that
     # is not in the registry, and if the broker is down the sweeper sends it later.
     session.commit()

@@ -16,6 +16,7 @@ from typing import Any
 import boto3
 import httpx
 import pytest
+from pydantic import SecretStr
 
 from registry.artifacts import (
     ArtifactStore,
@@ -84,7 +85,8 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> ArtifactStore:
         s3_bucket=request.getfixturevalue("bucket"),
         s3_prefix="kiln/artifacts",
         s3_region="us-east-1",
-        **CREDS,
+        aws_access_key_id=SecretStr("testing"),
+        aws_secret_access_key=SecretStr("testing"),
     )
     return make_artifact_store(settings)
 
@@ -205,6 +207,9 @@ def test_s3_settings_need_a_bucket(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="ARTIFACT_STORE=s3 needs S3_BUCKET"):
         RegistrySettings(kiln_home=tmp_path, artifact_store="s3")
     secret = RegistrySettings(
-        kiln_home=tmp_path, artifact_store="s3", s3_bucket="b", aws_secret_access_key="hush"
+        kiln_home=tmp_path,
+        artifact_store="s3",
+        s3_bucket="b",
+        aws_secret_access_key=SecretStr("hush"),
     )
     assert "hush" not in repr(secret)
