@@ -269,10 +269,6 @@ def test_delete_version_and_its_unshared_artifacts(
     # v3 shares v2's ONNX file: deleting v2 keeps that file and removes v2's Keras file.
     onnx2, keras2 = model["hashes"][1]
     engine = make_engine(db_url)
-    from sqlalchemy import select, update
-
-    from registry.models import ModelVersion, RegisteredModel
-
     with engine.begin() as conn:
         model_id = conn.scalar(select(RegisteredModel.id).where(RegisteredModel.name == name))
         conn.execute(
