@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import signal
@@ -307,6 +308,297 @@ def models_show(name: str, version: int, api_url: ApiUrl = DEFAULT_API) -> None:
     console.print(
         f"Keras vs ONNX Runtime: max |diff| {parity['max_abs_diff']:.2e} (tolerance {parity['tolerance']})"
     )
+
+
+alias_app = typer.Typer(help="Aliases: promote, roll back, delete, history.", no_args_is_help=True)
+models_app.add_typer(alias_app, name="alias")
+
+Actor = Annotated[
+    str,
+    typer.Option(
+        envvar="KILN_ACTOR",
+        help="Who makes the change (sent as X-Kiln-Actor; kept in the alias history).",
+    ),
+]
+
+
+def _default_actor() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def _history_table(events: list[dict[str, Any]], title: str) -> Table:
+    table = Table("at", "alias", "from", "to", "actor", "reason", title=title)
+    for e in events:
+        table.add_row(
+            e["at"],
+            e["alias"],
+            "-" if e["from_version"] is None else str(e["from_version"]),
+            "(deleted)" if e["to_version"] is None else str(e["to_version"]),
+            e["actor"] or "",
+            e["reason"] or "",
+        )
+    return table
+
+
+def _moved(event: dict[str, Any], name: str) -> None:
+    src = "nothing" if event["from_version"] is None else f"v{event['from_version']}"
+    dst = "deleted" if event["to_version"] is None else f"v{event['to_version']}"
+    console.print(f"{name}@{event['alias']}: {src} → {dst}")
+
+
+@alias_app.command("set")
+def alias_set(
+    name: str,
+    alias: str,
+    version: int,
+    reason: Annotated[str | None, typer.Option(help="Why; kept in the history.")] = None,
+    actor: Actor = "",
+    api_url: ApiUrl = DEFAULT_API,
+) -> None:
+    """Point ALIAS at VERSION (create or move it: a promotion)."""
+    with _client(api_url) as c:
+        event = _check(
+            c.put(
+                f"/models/{name}/aliases/{alias}",
+                json={"version": version, "reason": reason},
+                headers={"X-Kiln-Actor": actor or _default_actor()},
+            )
+        )
+    _moved(event, name)
+
+
+@alias_app.command("delete")
+def alias_delete(
+    name: str,
+    alias: str,
+    reason: Annotated[str | None, typer.Option(help="Why; kept in the history.")] = None,
+    actor: Actor = "",
+    api_url: ApiUrl = DEFAULT_API,
+) -> None:
+    """Delete ALIAS (recorded in the history; `rollback` restores it)."""
+    params = {"reason": reason} if reason else {}
+    with _client(api_url) as c:
+        event = _check(
+            c.delete(
+                f"/models/{name}/aliases/{alias}",
+                params=params,
+                headers={"X-Kiln-Actor": actor or _default_actor()},
+            )
+        )
+    _moved(event, name)
+
+
+@alias_app.command("rollback")
+def alias_rollback(
+    name: str,
+    alias: str,
+    to: Annotated[
+        str, typer.Option(help="A version number, or `previous` (where it pointed before).")
+    ] = "previous",
+    reason: Annotated[str | None, typer.Option(help="Why; kept in the history.")] = None,
+    actor: Actor = "",
+    api_url: ApiUrl = DEFAULT_API,
+) -> None:
+    """Move ALIAS back to the previous version, or to the one named with --to."""
+    target: int | str = to
+    if to != "previous":
+        try:
+            target = int(to)
+        except ValueError:
+            err.print(f"[red]--to {to!r}[/red]: expected a version number or 'previous'")
+            raise typer.Exit(2) from None
+    with _client(api_url) as c:
+        event = _check(
+            c.post(
+                f"/models/{name}/aliases/{alias}/rollback",
+                json={"to": target, "reason": reason},
+                headers={"X-Kiln-Actor": actor or _default_actor()},
+            )
+        )
+    _moved(event, name)
+
+
+@alias_app.command("list")
+def alias_list(name: str, api_url: ApiUrl = DEFAULT_API) -> None:
+    with _client(api_url) as c:
+        rows = _check(c.get(f"/models/{name}/aliases"))
+    table = Table("alias", "version", "since")
+    for r in rows:
+        table.add_row(r["alias"], str(r["version"]), r["updated_at"])
+    console.print(table)
+
+
+@alias_app.command("history")
+def alias_history(
+    name: str,
+    alias: Annotated[str | None, typer.Option(help="Only this alias.")] = None,
+    limit: int = 100,
+    api_url: ApiUrl = DEFAULT_API,
+) -> None:
+    """Every alias change of the model, newest first."""
+    params: dict[str, Any] = {"limit": limit}
+    if alias:
+        params["alias"] = alias
+    with _client(api_url) as c:
+        events = _check(c.get(f"/models/{name}/aliases/history", params=params))
+    console.print(_history_table(events, f"{name}: alias history"))
+
+
+@models_app.command("tag")
+def models_tag(
+    name: str,
+    key: str,
+    value: Annotated[str | None, typer.Argument(help="Leave out with --delete.")] = None,
+    version: Annotated[int | None, typer.Option(help="Tag this version, not the model.")] = None,
+    delete: Annotated[bool, typer.Option("--delete", help="Remove the tag.")] = False,
+    api_url: ApiUrl = DEFAULT_API,
+) -> None:
+    """Set (or with --delete remove) a tag on a model or, with --version, on a version."""
+    path = f"/models/{name}" + (f"/versions/{version}" if version else "") + f"/tags/{key}"
+    with _client(api_url) as c:
+        if delete:
+            tags = _check(c.delete(path))
+        else:
+            if value is None:
+                err.print("[red]a VALUE is needed[/red] (or --delete to remove the tag)")
+                raise typer.Exit(2)
+            tags = _check(c.put(path, json={"value": value}))
+    _print(tags)
+
+
+@models_app.command("describe")
+def models_describe(
+    name: str,
+    text: Annotated[str, typer.Argument(help="The description; '' removes it.")],
+    version: Annotated[int | None, typer.Option(help="Describe this version.")] = None,
+    api_url: ApiUrl = DEFAULT_API,
+) -> None:
+    """Set the description of a model or, with --version, of a version."""
+    path = f"/models/{name}" + (f"/versions/{version}" if version else "")
+    with _client(api_url) as c:
+        _check(c.patch(path, json={"description": text or None}))
+    console.print("description removed" if not text else "description set")
+
+
+@models_app.command("versions")
+def models_versions(
+    name: str,
+    tag: Annotated[list[str] | None, typer.Option(help="key:value or key; repeatable.")] = None,
+    alias: Annotated[
+        str | None, typer.Option(help="Only the version this alias points at.")
+    ] = None,
+    dataset: Annotated[str | None, typer.Option(help="A dataset id or sha256.")] = None,
+    archived: Annotated[bool | None, typer.Option("--archived/--active")] = None,
+    order_by: Annotated[str | None, typer.Option(help="A metric: f1, f1.mean, rmse.std.")] = None,
+    desc: Annotated[bool, typer.Option(help="Largest first.")] = False,
+    api_url: ApiUrl = DEFAULT_API,
+) -> None:
+    """List versions, filtered and ordered by a stored metric."""
+    params: dict[str, Any] = {"tag": tag or [], "desc": desc}
+    for key, val in (("alias", alias), ("dataset", dataset), ("order_by", order_by)):
+        if val is not None:
+            params[key] = val
+    if archived is not None:
+        params["archived"] = archived
+    with _client(api_url) as c:
+        rows = _check(c.get(f"/models/{name}/versions", params=params))
+    metric = (order_by or "").partition(".")[0]
+    table = Table("version", "aliases", "tags", metric or "f1 (mean)", "archived", "dataset")
+    for r in rows:
+        stats = r["metrics"].get(metric or "f1") or {}
+        stat = (order_by or "f1.mean").partition(".")[2] or "mean"
+        value = stats.get(stat)
+        table.add_row(
+            str(r["version"]),
+            ", ".join(r["aliases"]),
+            ", ".join(f"{k}={v}" for k, v in r["tags"].items()),
+            "" if value is None else f"{value:.4f}",
+            "yes" if r["archived_at"] else "",
+            r["dataset"]["sha256"][:12],
+        )
+    console.print(table)
+
+
+@models_app.command("compare")
+def models_compare(
+    name: str,
+    versions: Annotated[list[int], typer.Argument(help="Two or more; the first is the baseline.")],
+    api_url: ApiUrl = DEFAULT_API,
+) -> None:
+    """Every metric side by side: mean ± std, per-fold values, difference from the first."""
+    with _client(api_url) as c:
+        body = _check(
+            c.get(f"/models/{name}/compare", params={"versions": ",".join(map(str, versions))})
+        )
+    table = Table("metric", "version", "mean ± std", "folds", f"Δ vs v{body['baseline']}")
+    for metric, rows in body["metrics"].items():
+        for r in rows:
+            mean = "n/a" if r["mean"] is None else f"{r['mean']:.4f} ± {r['std']:.4f}"
+            folds = " ".join("-" if f is None else f"{f:.3f}" for f in r["folds"])
+            diff = r["diff_from_baseline"]
+            table.add_row(
+                metric, str(r["version"]), mean, folds, "" if diff is None else f"{diff:+.4f}"
+            )
+    console.print(table)
+
+
+@models_app.command("lineage")
+def models_lineage(name: str, version: int, api_url: ApiUrl = DEFAULT_API) -> None:
+    """The job, spec, seed, dataset, library versions and device behind a version."""
+    with _client(api_url) as c:
+        _print(_check(c.get(f"/models/{name}/versions/{version}/lineage")))
+
+
+@models_app.command("retrain")
+def models_retrain(
+    name: str,
+    version: int,
+    dataset: Annotated[str | None, typer.Option(help="Dataset id or sklearn:<name>.")] = None,
+    model: Annotated[str | None, typer.Option(help="Register into this model instead.")] = None,
+    wait: Annotated[bool, typer.Option(help="Follow the job until it ends.")] = False,
+    api_url: ApiUrl = DEFAULT_API,
+) -> None:
+    """Train again from VERSION's exact spec, optionally on another dataset."""
+    body = {k: v for k, v in (("dataset", dataset), ("model_name", model)) if v is not None}
+    with _client(api_url) as c:
+        accepted = _check(c.post(f"/models/{name}/versions/{version}/retrain", json=body))
+    console.print(f"job {accepted['id']} queued: {accepted['links']['self']}")
+    if wait:
+        jobs_show(accepted["id"], wait=True, api_url=api_url)
+
+
+@models_app.command("archive")
+def models_archive(
+    name: str,
+    version: int,
+    undo: Annotated[bool, typer.Option("--undo", help="Unarchive it.")] = False,
+    api_url: ApiUrl = DEFAULT_API,
+) -> None:
+    """Archive a version: kept, served by number or alias, never as the newest."""
+    action = "unarchive" if undo else "archive"
+    with _client(api_url) as c:
+        _check(c.post(f"/models/{name}/versions/{version}/{action}"))
+    console.print(f"{name} v{version} {action}d")
+
+
+@models_app.command("delete")
+def models_delete(
+    name: str,
+    version: int,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask.")] = False,
+    api_url: ApiUrl = DEFAULT_API,
+) -> None:
+    """Delete a version no alias points at; its files go unless something else uses them."""
+    if not yes:
+        typer.confirm(f"Delete {name} version {version}?", abort=True)
+    with _client(api_url) as c:
+        resp = c.delete(f"/models/{name}/versions/{version}")
+        if resp.status_code != 204:
+            _check(resp)
+    console.print(f"{name} v{version} deleted")
 
 
 @app.command()
