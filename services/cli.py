@@ -145,7 +145,12 @@ def up(
     for (name, proc), (_, _, where) in zip(procs, specs, strict=True):
         table.add_row(name, str(proc.pid), where)
     console.print(table)
-    console.print(f"registry: {_redact(api.database_url)}   artifacts: {api.artifact_root}")
+    artifacts = (
+        f"s3://{api.s3_bucket}/{api.s3_prefix}"
+        if api.artifact_store == "s3"
+        else str(api.artifact_root)
+    )
+    console.print(f"registry: {_redact(api.database_url)}   artifacts: {artifacts}")
     console.print("Ctrl-C stops everything.")
 
     stopping = False

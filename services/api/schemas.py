@@ -117,6 +117,11 @@ class DatasetRef(_Read):
     target: str
 
 
+class VersionRef(BaseModel):
+    model_name: str
+    version: int
+
+
 class ModelVersionRead(BaseModel):
     model_name: str
     version: int
@@ -124,8 +129,8 @@ class ModelVersionRead(BaseModel):
     tags: dict[str, str] = {}
     aliases: list[str] = Field(default=[], description="Aliases that point at this version.")
     archived_at: datetime | None = None
-    retrained_from: int | None = Field(
-        default=None, description="The version of the same model this one was retrained from."
+    retrained_from: VersionRef | None = Field(
+        default=None, description="The version this one was retrained from."
     )
     job_id: str
     dataset: DatasetRef
@@ -227,11 +232,6 @@ class LineageDataset(BaseModel):
     sha256: str
     shape: list[int]
     target: str
-
-
-class VersionRef(BaseModel):
-    model_name: str
-    version: int
 
 
 class LineageRead(BaseModel):

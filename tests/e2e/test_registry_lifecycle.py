@@ -207,7 +207,7 @@ def test_promote_retrain_and_compare(s3_stack: tuple[Stack, str], trained: dict[
     assert job["state"] == "succeeded", f"{job['reason']}\n{stack.log_tail()}"
     assert job["model_version"] == 2
     v2 = httpx.get(f"{api}/models/{model}/versions/2").json()
-    assert v2["retrained_from"] == 1
+    assert v2["retrained_from"] == {"model_name": model, "version": 1}
     assert v2["spec"] == httpx.get(f"{api}/models/{model}/versions/1").json()["spec"]
     lineage = httpx.get(f"{api}/models/{model}/versions/2/lineage").json()
     assert lineage["retrained_from"] == {"model_name": model, "version": 1}

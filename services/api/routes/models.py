@@ -27,6 +27,7 @@ from services.api.schemas import (
     Page,
     RetrainCreate,
     TagSet,
+    VersionRef,
 )
 from services.problems import ERROR_RESPONSES, ServiceError
 from training.spec import ModelSpec
@@ -68,7 +69,9 @@ def _version_read(request: Request, session: SessionDep, mv: ModelVersion) -> Mo
         tags=lifecycle.version_tags(session, version_id=mv.id),
         aliases=aliases.aliases_of_version(session, version_id=mv.id),
         archived_at=mv.archived_at,
-        retrained_from=parent.version if parent is not None else None,
+        retrained_from=(
+            VersionRef(model_name=parent.model_name, version=parent.version) if parent else None
+        ),
         job_id=mv.job_id,
         dataset=DatasetRef.model_validate(mv.dataset),
         spec=mv.spec,

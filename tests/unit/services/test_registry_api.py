@@ -333,7 +333,10 @@ def test_retrained_from_flows_from_job_to_version(
         s.commit()
         new = mv.version
     engine.dispose()
-    assert client.get(f"/models/{name}/versions/{new}").json()["retrained_from"] == v1
+    assert client.get(f"/models/{name}/versions/{new}").json()["retrained_from"] == {
+        "model_name": name,
+        "version": v1,
+    }
     lineage = client.get(f"/models/{name}/versions/{new}/lineage").json()
     assert lineage["retrained_from"] == {"model_name": name, "version": v1}
 
