@@ -32,8 +32,9 @@ from registry.models import Alias, AliasEvent, ModelVersion, RegisteredModel
 from registry.versions import get_model, get_version
 
 ALIAS_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
-# `latest` means the newest version, and `v3` would read as a version number.
-RESERVED = re.compile(r"^(latest|v\d+)$")
+# `latest` means the newest version, `v3` would read as a version number, and
+# `/aliases/history` is the history route.
+RESERVED = re.compile(r"^(latest|history|v\d+)$")
 _INSERT_RETRIES = 3
 
 
@@ -45,8 +46,8 @@ def check_alias_name(name: str) -> None:
         )
     if RESERVED.match(name):
         raise AliasInvalid(
-            f"alias {name!r} is reserved: 'latest' and 'v<number>' would be mistaken for "
-            "version selectors; choose another name"
+            f"alias {name!r} is reserved ('latest', 'history' and 'v<number>' mean something "
+            "else in Kiln's URLs); choose another name"
         )
 
 

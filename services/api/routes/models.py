@@ -205,7 +205,9 @@ def set_alias(
     session: SessionDep, name: str, alias: str, body: AliasSet, actor: ActorHeader = None
 ) -> AliasEventRead:
     """Create the alias or move it (a promotion). The change is recorded with the version
-    it came from, the `X-Kiln-Actor` header and the optional reason. Alias names:"""
+    it came from, the `X-Kiln-Actor` header and the optional reason. Alias names are 1 to
+    63 lowercase letters, digits, '-' or '_', starting with a letter; 'latest', 'history'
+    and 'v<number>' are reserved."""
     event = aliases.set_alias(
         session,
         model_name=name,

@@ -89,7 +89,9 @@ def test_delete_is_recorded_and_previous_restores_it(session: Session) -> None:
     assert aliases.get_alias(session, model_name="toy", alias="staging").version == v2
 
 
-@pytest.mark.parametrize("bad", ["Production", "1st", "", "a b", "latest", "v3", "x" * 64])
+@pytest.mark.parametrize(
+    "bad", ["Production", "1st", "", "a b", "latest", "history", "v3", "x" * 64]
+)
 def test_alias_names_are_checked(session: Session, bad: str) -> None:
     (v1, _, _) = three_versions(session)
     with pytest.raises(AliasInvalid) as exc:
