@@ -1,3 +1,4 @@
+import importlib.metadata
 import subprocess
 import sys
 import tempfile
@@ -73,6 +74,7 @@ def test_binary_pipeline_scores_well_and_exports_faithfully(
     assert sum(f.n_val for f in result.folds) == 569
     assert all(f.n_train + f.n_val == 569 for f in result.folds)
     assert set(result.library_versions) == {
+        "kiln",
         "tensorflow",
         "keras",
         "tf2onnx",
@@ -81,6 +83,7 @@ def test_binary_pipeline_scores_well_and_exports_faithfully(
         "numpy",
         "scikit-learn",
     }
+    assert result.library_versions["kiln"] == importlib.metadata.version("kiln")
     import tensorflow as tf
 
     if tf.config.list_physical_devices("GPU"):
