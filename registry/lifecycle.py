@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
+from registry.aliases import lock_model
 from registry.db import utcnow
 from registry.errors import MetricUnknown, TagInvalid, VersionInUse, VersionNotFound
 from registry.models import (
@@ -258,6 +259,8 @@ def delete_version(session: Session, *, model_name: str, version: int) -> list[s
     their own lineage row but lose the link (`retrained_from` becomes null); the version
     number is never reused.
     """
+    # The alias lock: an alias cannot be pointed at this version while it is deleted.
+    lock_model(session, name=model_name)
     mv = get_version(session, model_name=model_name, version=version)
     pointing = session.scalars(
         select(Alias.name).where(Alias.model_version_id == mv.id).order_by(Alias.name)

@@ -157,3 +157,51 @@ def test_two_clients_moving_one_alias_at_once(engine: Engine) -> None:
         ]
     assert events[-1].to_version == current
     assert {e.actor for e in events} == {str(n) for n in numbers}
+
+
+def test_deleting_a_version_while_an_alias_moves_to_it(engine: Engine) -> None:
+    """Either the delete wins (the alias move then finds no such version: 404) or the move
+    wins (the delete then finds the alias: 409); never a foreign-key error or a dangling
+    alias."""
+    name = f"race-{uuid.uuid4().hex[:8]}"
+    with Session(engine, expire_on_commit=False) as s:
+        numbers = [make_version(s, model_name=name).version for _ in range(ROUNDS)]
+        s.commit()
+    barrier = threading.Barrier(2)
+    outcomes: dict[str, list[str]] = {"delete": [], "alias": []}
+
+    def run(kind: str) -> None:
+        for n in numbers:
+            try:
+                barrier.wait(timeout=30)
+            except threading.BrokenBarrierError:
+                return
+            with Session(engine, expire_on_commit=False) as s:
+                try:
+                    if kind == "delete":
+                        lifecycle.delete_version(s, model_name=name, version=n)
+                    else:
+                        aliases.set_alias(s, model_name=name, alias="production", version=n)
+                    s.commit()
+                    outcomes[kind].append("ok")
+                except (VersionInUse, VersionNotFound) as exc:
+                    s.rollback()
+                    outcomes[kind].append(exc.code)
+                except Exception as exc:
+                    s.rollback()
+                    outcomes[kind].append(f"{type(exc).__name__}: {exc}")
+                    barrier.abort()
+
+    threads = [threading.Thread(target=run, args=(k,)) for k in ("delete", "alias")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    pairs = list(zip(outcomes["delete"], outcomes["alias"], strict=True))
+    assert len(pairs) == ROUNDS
+    for pair in pairs:
+        assert pair in {("ok", "version_not_found"), ("version_in_use", "ok")}, pairs
+    if "ok" in outcomes["alias"]:
+        with Session(engine) as s:
+            current = aliases.get_alias(s, model_name=name, alias="production")
+            assert current.version in numbers
