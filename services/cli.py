@@ -313,6 +313,17 @@ def models_show(name: str, version: int, api_url: ApiUrl = DEFAULT_API) -> None:
     console.print(
         f"Keras vs ONNX Runtime: max |diff| {parity['max_abs_diff']:.2e} (tolerance {parity['tolerance']})"
     )
+    if mv.get("description"):
+        console.print(f"description: {mv['description']}")
+    if mv.get("aliases"):
+        console.print(f"aliases: {', '.join(mv['aliases'])}")
+    if mv.get("tags"):
+        console.print("tags: " + ", ".join(f"{k}={v}" for k, v in mv["tags"].items()))
+    if mv.get("archived_at"):
+        console.print(f"archived at {mv['archived_at']}")
+    if mv.get("retrained_from"):
+        src = mv["retrained_from"]
+        console.print(f"retrained from {src['model_name']} v{src['version']}")
 
 
 alias_app = typer.Typer(help="Aliases: promote, roll back, delete, history.", no_args_is_help=True)

@@ -104,6 +104,9 @@ def test_tag_describe_archive_delete(kiln: Any, name: str, api: TestClient) -> N
     listed = kiln("models", "versions", name, "--tag", "stage:gold")
     assert listed.exit_code == 0, listed.output
     assert "stage=gold" in listed.output
+    shown = kiln("models", "show", name, "2")
+    assert shown.exit_code == 0, shown.output
+    assert "tags: stage=gold" in shown.output
     assert kiln("models", "archive", name, "1").exit_code == 0
     assert api.get(f"/models/{name}/versions/1").json()["archived_at"] is not None
     assert kiln("models", "archive", name, "1", "--undo").exit_code == 0
@@ -120,3 +123,15 @@ def test_compare_and_lineage(kiln: Any, name: str) -> None:
     lineage = kiln("models", "lineage", name, "2")
     assert lineage.exit_code == 0
     assert '"seed": 0' in lineage.output
+
+
+def test_retrain_queues_a_job_from_the_version(kiln: Any, name: str, api: TestClient) -> None:
+    out = kiln("models", "retrain", name, "2")
+    assert out.exit_code == 0, out.output
+    job_id = out.output.split()[1]
+    job = api.get(f"/jobs/{job_id}").json()
+    assert job["state"] == "queued"
+    assert job["spec"] == api.get(f"/models/{name}/versions/2").json()["spec"]
+    refused = kiln("models", "retrain", name, "2", "--dataset", "sklearn:iris")
+    assert refused.exit_code == 1
+    assert "needs exactly 2 classes" in refused.output
