@@ -281,18 +281,24 @@ def delete_version(session: Session, *, model_name: str, version: int) -> list[s
     session.execute(delete(VersionTag).where(VersionTag.model_version_id == mv.id))
     session.delete(mv)
     session.flush()
-    still_used = set(
+    return unreferenced(session, hashes=hashes)
+
+
+def unreferenced(session: Session, *, hashes: set[str] | list[str]) -> list[str]:
+    """The artifact hashes that no version (ONNX or Keras file) and no dataset uses."""
+    wanted = set(hashes)
+    used = set(
         session.scalars(
-            select(ModelVersion.onnx_sha256).where(ModelVersion.onnx_sha256.in_(hashes))
+            select(ModelVersion.onnx_sha256).where(ModelVersion.onnx_sha256.in_(wanted))
         ).all()
     )
-    still_used |= set(
+    used |= set(
         session.scalars(
-            select(ModelVersion.keras_sha256).where(ModelVersion.keras_sha256.in_(hashes))
+            select(ModelVersion.keras_sha256).where(ModelVersion.keras_sha256.in_(wanted))
         ).all()
     )
-    still_used |= set(session.scalars(select(Dataset.sha256).where(Dataset.sha256.in_(hashes))))
-    return sorted(hashes - still_used)
+    used |= set(session.scalars(select(Dataset.sha256).where(Dataset.sha256.in_(wanted))))
+    return sorted(wanted - used)
 
 
 # Lineage and comparison -------------------------------------------------------------------

@@ -146,7 +146,12 @@ def run_training_job(
                 session.rollback()
                 return "dropped: job no longer running"
             session.commit()
-            return f"registered {model_name} version {version.version}"
+        # A version that was deleted at the same moment may have taken files with the same
+        # bytes (same spec, data and seed) out of the store: put back what this one needs.
+        for digest, data in ((onnx_sha256, result.onnx_bytes), (keras_sha256, result.keras_bytes)):
+            if not store.exists(digest):
+                store.put(data)
+        return f"registered {model_name} version {version.version}"
     except Cancelled:
         return "cancelled"
     except (TrainingError, RegistryError) as exc:

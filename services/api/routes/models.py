@@ -414,8 +414,9 @@ def delete_version(session: SessionDep, store: StoreDep, name: str, version: int
     content. The version number is not reused."""
     unused = lifecycle.delete_version(session, model_name=name, version=version)
     session.commit()
-    # After the commit: a failed delete must not have lost files a version still needs.
-    for digest in unused:
+    # After the commit (a rolled-back delete keeps its files), and checked again: a job
+    # that produced the same bytes may have registered them since.
+    for digest in lifecycle.unreferenced(session, hashes=unused):
         try:
             store.delete(digest)
         except RegistryError:
