@@ -41,7 +41,7 @@ def _series_csv(n: int = 80) -> bytes:
             "out": np.sin((t + 1) / 5.0),
         }
     )
-    return frame.to_csv(index=False).encode()
+    return str(frame.to_csv(index=False)).encode()
 
 
 def _spec(task: str, loss: str, layers: list[dict[str, Any]], **extra: Any) -> ModelSpec:
