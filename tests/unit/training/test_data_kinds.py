@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -116,3 +117,18 @@ def test_embedding_needs_integer_features() -> None:
         spec.check_against_data(
             class_counts=None, data=DataInfo(kind="table", n_rows=9, item_shape=(3,), n_columns=4)
         )
+
+
+EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
+
+
+def test_example_specs_fit_the_data_they_are_written_for() -> None:
+    cnn = ModelSpec.model_validate_json((EXAMPLES / "digits-cnn.json").read_text())
+    digits = DataInfo(kind="image", n_rows=1797, item_shape=(8, 8, 1))
+    cnn.check_against_data(class_counts={str(d): 179 for d in range(10)}, data=digits)
+    assert infer_shapes(cnn.layers, (8, 8, 1))[-1] == (10,)
+
+    lstm = ModelSpec.model_validate_json((EXAMPLES / "sensor-lstm.json").read_text())
+    series = DataInfo(kind="table", n_rows=500, item_shape=(3,), n_columns=4)
+    lstm.check_against_data(class_counts=None, data=series)
+    assert lstm.input_shape(series) == (24, 4)
