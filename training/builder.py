@@ -66,6 +66,8 @@ def import_keras() -> Any:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
 
+    # Registered on import so a saved model that uses "gelu" loads wherever this ran.
+    _gelu(keras)
     return keras
 
 

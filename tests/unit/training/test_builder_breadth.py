@@ -141,3 +141,12 @@ def test_images_are_standardised_per_channel_and_embeddings_are_not_standardised
     assert model.layers[0].name == "standardise"
     emb = _model([{"type": "Embedding", "input_dim": 4, "output_dim": 2}, {"type": "Flatten"}])
     assert not any(layer.name == "standardise" for layer in emb.layers)
+
+
+def test_a_saved_gelu_model_loads_back(tmp_path: Any) -> None:
+    model = _model([{"type": "Dense", "units": 2, "activation": "gelu"}], shape=(2,))
+    path = tmp_path / "m.keras"
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    x = np.array([[0.5, -1.0]], dtype=np.float32)
+    assert np.allclose(np.asarray(loaded(x)), np.asarray(model(x)))
