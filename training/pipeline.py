@@ -10,13 +10,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from training.builder import import_keras
 from training.cv import FoldResult, OnEpoch, OnFold, ShouldStop, fit_full, n_classes_of, run_kfold
 from training.data import Table
 from training.errors import DataError, ParityError
 from training.export import INPUT_NAME, OUTPUT_NAME, check_parity, to_onnx
 from training.metrics import summarize
-from training.spec import ModelSpec
+from training.spec import Embedding, ModelSpec
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,16 @@ def _check_table(table: Table, spec: ModelSpec) -> None:
         raise DataError(
             f"{len(table.feature_names)} feature names for {table.X.shape[-1]} features"
         )
+    first = spec.layers[0]
+    if isinstance(first, Embedding):
+        X = table.X
+        if not np.all(np.mod(X, 1) == 0) or X.min() < 0 or X.max() >= first.input_dim:
+            raise DataError(
+                f"layers.0 (Embedding) looks up codes 0 .. {first.input_dim - 1}; the features "
+                f"hold values from {X.min():g} to {X.max():g}"
+                + ("" if np.all(np.mod(X, 1) == 0) else ", not all integers")
+                + f". Raise input_dim to at least {int(X.max()) + 1} or re-encode the columns"
+            )
     if (table.kind == "sequence") != (spec.window is not None):
         raise DataError(
             f"the spec {'has' if spec.window else 'has no'} window but the data is a {table.kind}"

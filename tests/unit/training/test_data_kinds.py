@@ -132,3 +132,14 @@ def test_example_specs_fit_the_data_they_are_written_for() -> None:
     series = DataInfo(kind="table", n_rows=500, item_shape=(3,), n_columns=4)
     lstm.check_against_data(class_counts=None, data=series)
     assert lstm.input_shape(series) == (24, 4)
+
+
+def test_codes_outside_the_embedding_are_refused_before_training() -> None:
+    from training.data import Table
+    from training.pipeline import run_training
+
+    spec = _spec([{"type": "Embedding", "input_dim": 5, "output_dim": 2}, {"type": "Flatten"}])
+    X = np.array([[0, 1], [4, 7], [2, 3], [1, 1]], dtype=np.float32)
+    table = Table(X, np.zeros(4, dtype=np.float32), ["a", "b"], None, "y")
+    with pytest.raises(DataError, match="Raise input_dim to at least 8"):
+        run_training(table, spec=spec)
