@@ -228,7 +228,8 @@ def datasets_list(api_url: ApiUrl = DEFAULT_API) -> None:
             r["id"], r["name"], str(r["n_rows"]), str(r["n_columns"]), r["target"], r["sha256"][:12]
         )
     for b in builtin:
-        table.add_row(f"sklearn:{b['name']}", b["description"], "", "", "target", "built in")
+        target = "y" if b["name"].endswith("_images") else "target"
+        table.add_row(f"sklearn:{b['name']}", b["description"], "", "", target, "built in")
     console.print(table)
 
 

@@ -115,6 +115,8 @@ class ArtifactRead(BaseModel):
 class DatasetRef(_Read):
     id: str
     name: str
+    kind: str = "table"
+    shape: list[int] | None = None
     sha256: str
     n_rows: int
     n_columns: int

@@ -50,6 +50,8 @@ def cnn(stack: Stack) -> dict[str, Any]:
 def test_cnn_version_is_registered_with_image_signature_and_parity(cnn: dict[str, Any]) -> None:
     mv = cnn["version"]
     assert mv["dataset"]["n_rows"] == 1797
+    assert mv["dataset"]["kind"] == "image"
+    assert mv["dataset"]["shape"] == [1797, 8, 8, 1]
     assert len(mv["folds"]) == 2
     assert sum(f["n_val"] for f in mv["folds"]) == 1797
     # Ten classes: chance is 0.1; a small CNN after 4 epochs is far above it.
