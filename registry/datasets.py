@@ -1,4 +1,4 @@
-"""Datasets: uploaded or built-in tables, stored by content hash."""
+"""Datasets: uploaded or built-in tables and image arrays, stored by content hash."""
 
 from __future__ import annotations
 
@@ -28,8 +28,12 @@ def create_dataset(
     n_rows: int,
     columns: list[dict[str, str]],
     class_counts: dict[str, int] | None,
+    kind: str = "table",
+    shape: list[int] | None = None,
 ) -> Dataset:
     dataset = Dataset(
+        kind=kind,
+        shape=shape,
         name=name,
         source=source,
         sha256=sha256,

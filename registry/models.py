@@ -26,7 +26,7 @@ class Dataset(Base):
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     name: Mapped[str] = mapped_column(String(200))
     source: Mapped[str] = mapped_column(String(20))  # "upload" or "builtin"
-    # "table" (CSV) or "images" (NPZ of arrays); a table can also be cut into sequences.
+    # "table" (CSV) or "image" (NPZ of arrays); a job's spec can cut a table into sequences.
     kind: Mapped[str] = mapped_column(String(20), default="table", server_default="table")
     # Shape of the feature array: [rows, columns] for a table, [n, h, w, c] for images.
     shape: Mapped[list[int] | None] = mapped_column(JSON, nullable=True)

@@ -210,18 +210,17 @@ def _print(data: Any) -> None:
 @datasets_app.command("upload")
 def datasets_upload(
     path: Path,
-    target: Annotated[str, typer.Option(help="The column to predict.")],
+    target: Annotated[
+        str | None, typer.Option(help="The column to predict (CSV tables only).")
+    ] = None,
     api_url: ApiUrl = DEFAULT_API,
 ) -> None:
-    """Upload a CSV file."""
+    """Upload a CSV table, or an NPZ of images (np.savez(f, x=images, y=labels))."""
+    is_npz = path.suffix.lower() == ".npz"
+    ctype = "application/octet-stream" if is_npz else "text/csv"
+    form = {"kind": "image"} if is_npz else {"kind": "table", "target": target or ""}
     with _client(api_url) as c, path.open("rb") as f:
-        _print(
-            _check(
-                c.post(
-                    "/datasets", files={"file": (path.name, f, "text/csv")}, data={"target": target}
-                )
-            )
-        )
+        _print(_check(c.post("/datasets", files={"file": (path.name, f, ctype)}, data=form)))
 
 
 @datasets_app.command("list")
@@ -235,7 +234,8 @@ def datasets_list(api_url: ApiUrl = DEFAULT_API) -> None:
             r["id"], r["name"], str(r["n_rows"]), str(r["n_columns"]), r["target"], r["sha256"][:12]
         )
     for b in builtin:
-        table.add_row(f"sklearn:{b['name']}", b["description"], "", "", "target", "built in")
+        target = "y" if b["name"].endswith("_images") else "target"
+        table.add_row(f"sklearn:{b['name']}", b["description"], "", "", target, "built in")
     console.print(table)
 
 

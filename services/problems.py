@@ -35,6 +35,8 @@ STATUS_BY_CODE: dict[str, int] = {
     "target_missing": 422,
     "non_numeric_features": 422,
     "missing_values": 422,
+    "upload_not_npz": 422,
+    "images_invalid": 422,
     "upload_too_large": 413,
     "unknown_builtin_dataset": 404,
     "artifact_store_unavailable": 503,

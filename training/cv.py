@@ -122,7 +122,7 @@ def _fit(
     # Seed before building too: the initial weights are drawn when layers are built.
     keras.utils.set_random_seed(spec.seed)
     mean, std = standardiser_stats(X)
-    model = build_model(spec, n_features=X.shape[1], mean=mean, std=std)
+    model = build_model(spec, input_shape=X.shape[1:], mean=mean, std=std)
     validation_data = None
     if validation is not None:
         validation_data = (validation[0], _target(validation[1], spec))

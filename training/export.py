@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from training.builder import import_keras
+from training.spec import PARITY_TOLERANCE
 
 if TYPE_CHECKING:
     import keras
@@ -16,8 +17,11 @@ OUTPUT_NAME = "output"
 OPSET = 17
 
 
-def to_onnx(model: keras.Model, *, n_features: int) -> bytes:
-    """Serialised ONNX model with one FP32 input "features" [-1, F] and output "output".
+def to_onnx(
+    model: keras.Model, *, input_shape: tuple[int, ...] | None = None, n_features: int | None = None
+) -> bytes:
+    """Serialised ONNX model with one FP32 input "features" [-1, *input_shape] and one
+    output "output". ``n_features=F`` is ``input_shape=(F,)``.
 
     ``tf2onnx.convert.from_keras`` fails on Keras 3 models, so the model is wrapped in a
     ``tf.function`` with an explicit signature and converted from that.
@@ -26,8 +30,14 @@ def to_onnx(model: keras.Model, *, n_features: int) -> bytes:
     import tensorflow as tf
     import tf2onnx
 
+    if input_shape is None:
+        if n_features is None:
+            raise ValueError("to_onnx needs input_shape (or n_features for a table)")
+        input_shape = (n_features,)
+    dims = [None, *(int(d) for d in input_shape)]
+
     @tf.function(  # type: ignore[untyped-decorator]
-        input_signature=[tf.TensorSpec([None, n_features], tf.float32, name=INPUT_NAME)]
+        input_signature=[tf.TensorSpec(dims, tf.float32, name=INPUT_NAME)]
     )
     def serve(x: Any) -> dict[str, Any]:
         return {OUTPUT_NAME: model(x, training=False)}
@@ -40,7 +50,7 @@ def to_onnx(model: keras.Model, *, n_features: int) -> bytes:
 
 
 def check_parity(
-    model: keras.Model, onnx_bytes: bytes, X: np.ndarray, *, tolerance: float = 1e-4
+    model: keras.Model, onnx_bytes: bytes, X: np.ndarray, *, tolerance: float = PARITY_TOLERANCE
 ) -> dict[str, Any]:
     """Compare Keras and ONNX Runtime (CPU) outputs on the same rows.
 

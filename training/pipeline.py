@@ -11,13 +11,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from training.builder import import_keras
 from training.cv import FoldResult, OnEpoch, OnFold, ShouldStop, fit_full, n_classes_of, run_kfold
 from training.data import Table
 from training.errors import DataError, ParityError
 from training.export import INPUT_NAME, OUTPUT_NAME, check_parity, to_onnx
 from training.metrics import summarize
-from training.spec import ModelSpec
+from training.spec import Embedding, ModelSpec
 
 
 @dataclass(frozen=True)
@@ -46,8 +48,7 @@ def run_training(
     )
     summary = summarize([f.metrics for f in folds])
     model = fit_full(table.X, table.y, spec=spec, on_epoch=on_epoch, should_stop=should_stop)
-    n_features = table.X.shape[1]
-    onnx_bytes = to_onnx(model, n_features=n_features)
+    onnx_bytes = to_onnx(model, input_shape=table.X.shape[1:])
     parity = check_parity(model, onnx_bytes, table.X)
     if not parity["passed"]:
         raise ParityError(
@@ -70,11 +71,28 @@ def run_training(
 def _check_table(table: Table, spec: ModelSpec) -> None:
     # The API checks spec against data before queueing; this catches a worker handed
     # a table loaded for another task, which would otherwise train on garbage.
-    if table.X.ndim != 2 or table.X.shape[0] != table.y.shape[0]:
-        raise DataError(f"features {table.X.shape} and target {table.y.shape} do not line up")
-    if len(table.feature_names) != table.X.shape[1]:
+    rank = {"table": 2, "sequence": 3, "image": 4}.get(table.kind)
+    if rank is None or table.X.ndim != rank or table.X.shape[0] != table.y.shape[0]:
         raise DataError(
-            f"{len(table.feature_names)} feature names for {table.X.shape[1]} feature columns"
+            f"{table.kind} features {table.X.shape} and target {table.y.shape} do not line up"
+        )
+    if table.feature_names is not None and len(table.feature_names) != table.X.shape[-1]:
+        raise DataError(
+            f"{len(table.feature_names)} feature names for {table.X.shape[-1]} features"
+        )
+    first = spec.layers[0]
+    if isinstance(first, Embedding):
+        X = table.X
+        if not np.all(np.mod(X, 1) == 0) or X.min() < 0 or X.max() >= first.input_dim:
+            raise DataError(
+                f"layers.0 (Embedding) looks up codes 0 .. {first.input_dim - 1}; the features "
+                f"hold values from {X.min():g} to {X.max():g}"
+                + ("" if np.all(np.mod(X, 1) == 0) else ", not all integers")
+                + f". Raise input_dim to at least {int(X.max()) + 1} or re-encode the columns"
+            )
+    if (table.kind == "sequence") != (spec.window is not None):
+        raise DataError(
+            f"the spec {'has' if spec.window else 'has no'} window but the data is a {table.kind}"
         )
     if spec.task == "regression":
         if table.class_labels is not None:
@@ -90,16 +108,25 @@ def _check_table(table: Table, spec: ModelSpec) -> None:
 
 
 def _signature(table: Table, spec: ModelSpec) -> dict[str, Any]:
-    n_features = table.X.shape[1]
-    n_outputs = spec.layers[-1].units  # type: ignore[union-attr]  # spec checks it is Dense
-    return {
-        "inputs": [{"name": INPUT_NAME, "datatype": "FP32", "shape": [-1, n_features]}],
+    """The contract with the predictor: one input [-1, *item_shape], one output.
+
+    item_shape is [F] for a table, [H, W, C] for images, [steps, F] for a sequence;
+    feature_names is None for images; "window" is there for sequences only.
+    """
+    item_shape = [int(d) for d in table.X.shape[1:]]
+    n_outputs = spec.n_outputs
+    signature: dict[str, Any] = {
+        "inputs": [{"name": INPUT_NAME, "datatype": "FP32", "shape": [-1, *item_shape]}],
         "outputs": [{"name": OUTPUT_NAME, "datatype": "FP32", "shape": [-1, n_outputs]}],
-        "feature_names": list(table.feature_names),
+        "kind": table.kind,
+        "feature_names": None if table.feature_names is None else list(table.feature_names),
         "task": spec.task,
         "class_labels": None if table.class_labels is None else list(table.class_labels),
         "target": table.target,
     }
+    if table.window is not None:
+        signature["window"] = dict(table.window)
+    return signature
 
 
 def _keras_bytes(model: Any) -> bytes:

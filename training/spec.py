@@ -2,13 +2,19 @@
 
 This module is shared by the API (which validates) and the worker (which trusts what
 was validated). It must never import TensorFlow or Keras: the API imports it.
+
+Besides field-by-field validation, ``check_against_data`` infers the shape every layer
+produces from the dataset's item shape (pure Python), so a Conv2D on a table or a Dense
+on images without a Flatten is refused with a message before a job is queued.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+import math
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 
 Task = Literal["binary", "multiclass", "regression"]
 Activation = Literal[
@@ -34,6 +40,22 @@ LossName = Literal[
     "mae",
     "huber",
 ]
+Initializer = Literal[
+    "glorot_uniform",
+    "glorot_normal",
+    "he_uniform",
+    "he_normal",
+    "lecun_uniform",
+    "lecun_normal",
+    "zeros",
+    "ones",
+    "random_normal",
+    "random_uniform",
+    "truncated_normal",
+    "orthogonal",
+]
+Padding = Literal["valid", "same"]
+DataKind = Literal["table", "image", "sequence"]
 
 LOSSES_FOR_TASK: dict[str, tuple[str, ...]] = {
     "binary": ("binary_crossentropy",),
@@ -41,12 +63,39 @@ LOSSES_FOR_TASK: dict[str, tuple[str, ...]] = {
     "regression": ("mse", "mae", "huber"),
 }
 
+# Every layer family below was built, fitted, exported with tf2onnx (from_function) and
+# checked against ONNX Runtime in tests/unit/training/test_layer_families.py; all agree
+# within 1e-4, recurrent layers included. The one surprise was Keras's exact "gelu",
+# whose TensorFlow kernel uses Erfc, which tf2onnx cannot convert: the builder writes the
+# same function with erf instead (training/builder.py), so "gelu" is accepted.
+PARITY_TOLERANCE = 1e-4
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class Dense(_Strict):
+class Regularizer(_Strict):
+    """L1, L2 or both (L1L2): ``{"l1": 0.01}``, ``{"l2": 0.01}``, ``{"l1": 0.01, "l2": 0.01}``."""
+
+    l1: float | None = Field(default=None, ge=0.0, le=10.0)
+    l2: float | None = Field(default=None, ge=0.0, le=10.0)
+
+    @model_validator(mode="after")
+    def _one_of(self) -> Regularizer:
+        if self.l1 is None and self.l2 is None:
+            raise ValueError('a regularizer needs "l1", "l2" or both, e.g. {"l2": 0.01}')
+        return self
+
+
+class WeightedLayer(_Strict):
+    kernel_initializer: Initializer = "glorot_uniform"
+    bias_initializer: Initializer = "zeros"
+    kernel_regularizer: Regularizer | None = None
+    bias_regularizer: Regularizer | None = None
+
+
+class Dense(WeightedLayer):
     type: Literal["Dense"]
     units: int = Field(ge=1, le=65536)
     activation: Activation = "linear"
@@ -57,29 +106,293 @@ class Dropout(_Strict):
     rate: float = Field(ge=0.0, lt=1.0)
 
 
-Layer = Annotated[Dense | Dropout, Field(discriminator="type")]
+class Flatten(_Strict):
+    type: Literal["Flatten"]
 
 
-class Optimizer(_Strict):
-    name: OptimizerName = "adam"
-    learning_rate: float = Field(default=0.001, gt=0.0, le=10.0)
+class Reshape(_Strict):
+    """``target_shape`` excludes the batch axis; one entry may be -1 (inferred)."""
+
+    type: Literal["Reshape"]
+    target_shape: list[Annotated[int, Field(ge=-1, le=1_000_000)]] = Field(
+        min_length=1, max_length=4
+    )
+
+    @model_validator(mode="after")
+    def _dims(self) -> Reshape:
+        if 0 in self.target_shape or self.target_shape.count(-1) > 1:
+            raise ValueError("target_shape needs positive sizes, with at most one -1")
+        return self
+
+
+class Conv1D(WeightedLayer):
+    type: Literal["Conv1D"]
+    filters: int = Field(ge=1, le=4096)
+    kernel_size: int = Field(ge=1, le=1024)
+    strides: int = Field(default=1, ge=1, le=1024)
+    padding: Padding = "valid"
+    activation: Activation = "linear"
+
+
+Size2D = (
+    int | Annotated[list[Annotated[int, Field(ge=1, le=1024)]], Field(min_length=2, max_length=2)]
+)
+
+
+class Conv2D(WeightedLayer):
+    type: Literal["Conv2D"]
+    filters: int = Field(ge=1, le=4096)
+    kernel_size: Size2D
+    strides: Size2D = 1
+    padding: Padding = "valid"
+    activation: Activation = "linear"
+
+
+class _Pool1D(_Strict):
+    pool_size: int = Field(default=2, ge=1, le=1024)
+    strides: int | None = Field(default=None, ge=1, le=1024)
+    padding: Padding = "valid"
+
+
+class MaxPooling1D(_Pool1D):
+    type: Literal["MaxPooling1D"]
+
+
+class AveragePooling1D(_Pool1D):
+    type: Literal["AveragePooling1D"]
+
+
+class _Pool2D(_Strict):
+    pool_size: Size2D = 2
+    strides: Size2D | None = None
+    padding: Padding = "valid"
+
+
+class MaxPooling2D(_Pool2D):
+    type: Literal["MaxPooling2D"]
+
+
+class AveragePooling2D(_Pool2D):
+    type: Literal["AveragePooling2D"]
+
+
+class GlobalAveragePooling1D(_Strict):
+    type: Literal["GlobalAveragePooling1D"]
+
+
+class GlobalAveragePooling2D(_Strict):
+    type: Literal["GlobalAveragePooling2D"]
+
+
+class BatchNormalization(_Strict):
+    type: Literal["BatchNormalization"]
+    momentum: float = Field(default=0.99, ge=0.0, lt=1.0)
+    epsilon: float = Field(default=1e-3, gt=0.0, le=1.0)
+
+
+class Embedding(_Strict):
+    """Integer codes 0..input_dim-1 → vectors of ``output_dim``; must be the first layer."""
+
+    type: Literal["Embedding"]
+    input_dim: int = Field(ge=1, le=10_000_000)
+    output_dim: int = Field(ge=1, le=65536)
+    embeddings_initializer: Initializer = "random_uniform"
+
+
+class _Recurrent(WeightedLayer):
+    units: int = Field(ge=1, le=65536)
+    activation: Activation = "tanh"
+    return_sequences: bool = False
+    dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
+
+
+class SimpleRNN(_Recurrent):
+    type: Literal["SimpleRNN"]
+
+
+class LSTM(_Recurrent):
+    type: Literal["LSTM"]
+    recurrent_activation: Activation = "sigmoid"
+
+
+class GRU(_Recurrent):
+    type: Literal["GRU"]
+    recurrent_activation: Activation = "sigmoid"
+
+
+Layer = Annotated[
+    Dense
+    | Dropout
+    | Flatten
+    | Reshape
+    | Conv1D
+    | Conv2D
+    | MaxPooling1D
+    | MaxPooling2D
+    | AveragePooling1D
+    | AveragePooling2D
+    | GlobalAveragePooling1D
+    | GlobalAveragePooling2D
+    | BatchNormalization
+    | Embedding
+    | SimpleRNN
+    | LSTM
+    | GRU,
+    Field(discriminator="type"),
+]
+
+
+class ExponentialDecay(_Strict):
+    """lr = initial_learning_rate * decay_rate ** (step / decay_steps), floored if staircase."""
+
+    schedule: Literal["exponential_decay"]
+    initial_learning_rate: float = Field(gt=0.0, le=10.0)
+    decay_steps: int = Field(ge=1)
+    decay_rate: float = Field(gt=0.0, le=1.0)
+    staircase: bool = False
+
+    def __format__(self, format_spec: str) -> str:
+        return f"exponential_decay from {self.initial_learning_rate:{format_spec}}"
+
+
+class CosineDecay(_Strict):
+    """Cosine decay from initial_learning_rate to alpha × that over decay_steps steps."""
+
+    schedule: Literal["cosine_decay"]
+    initial_learning_rate: float = Field(gt=0.0, le=10.0)
+    decay_steps: int = Field(ge=1)
+    alpha: float = Field(default=0.0, ge=0.0, le=1.0)
+
+    def __format__(self, format_spec: str) -> str:
+        return f"cosine_decay from {self.initial_learning_rate:{format_spec}}"
+
+
+Schedule = Annotated[ExponentialDecay | CosineDecay, Field(discriminator="schedule")]
+LearningRate = Annotated[float, Field(gt=0.0, le=10.0)] | Schedule
+
+
+class _Optimizer(_Strict):
+    learning_rate: LearningRate = 0.001
+
+
+class _Moments(_Optimizer):
+    beta_1: float = Field(default=0.9, ge=0.0, lt=1.0)
+    beta_2: float = Field(default=0.999, ge=0.0, lt=1.0)
+    epsilon: float = Field(default=1e-7, gt=0.0, le=1.0)
+
+
+class SGD(_Optimizer):
+    name: Literal["sgd"]
+    learning_rate: LearningRate = 0.01
+    momentum: float = Field(default=0.0, ge=0.0, lt=1.0)
+    nesterov: bool = False
+
+
+class RMSprop(_Optimizer):
+    name: Literal["rmsprop"]
+    rho: float = Field(default=0.9, gt=0.0, lt=1.0)
+    momentum: float = Field(default=0.0, ge=0.0, lt=1.0)
+    epsilon: float = Field(default=1e-7, gt=0.0, le=1.0)
+
+
+class Adagrad(_Optimizer):
+    name: Literal["adagrad"]
+    initial_accumulator_value: float = Field(default=0.1, ge=0.0)
+    epsilon: float = Field(default=1e-7, gt=0.0, le=1.0)
+
+
+class Adadelta(_Optimizer):
+    name: Literal["adadelta"]
+    rho: float = Field(default=0.95, gt=0.0, lt=1.0)
+    epsilon: float = Field(default=1e-7, gt=0.0, le=1.0)
+
+
+class Adam(_Moments):
+    name: Literal["adam"] = "adam"
+    amsgrad: bool = False
+
+
+class Adamax(_Moments):
+    name: Literal["adamax"]
+
+
+class Nadam(_Moments):
+    name: Literal["nadam"]
+
+
+class AdamW(_Moments):
+    name: Literal["adamw"]
+    weight_decay: float = Field(default=0.004, ge=0.0, le=1.0)
+    amsgrad: bool = False
+
+
+def _optimizer_name(value: Any) -> str:
+    # "name" may be left out and means Adam, as it did before optimizers had parameters.
+    if isinstance(value, dict):
+        return str(value.get("name", "adam"))
+    return str(getattr(value, "name", "adam"))
+
+
+Optimizer = Annotated[
+    Annotated[SGD, Tag("sgd")]
+    | Annotated[RMSprop, Tag("rmsprop")]
+    | Annotated[Adagrad, Tag("adagrad")]
+    | Annotated[Adadelta, Tag("adadelta")]
+    | Annotated[Adam, Tag("adam")]
+    | Annotated[Adamax, Tag("adamax")]
+    | Annotated[Nadam, Tag("nadam")]
+    | Annotated[AdamW, Tag("adamw")],
+    Discriminator(_optimizer_name),
+]
+
+
+class Window(_Strict):
+    """Cut a time-series table into windows: X is ``steps`` consecutive rows of every
+    column (the target's past values included), y the target ``horizon`` rows after the
+    window's last row."""
+
+    steps: int = Field(ge=1, le=10_000)
+    horizon: int = Field(default=1, ge=1, le=10_000)
+
+
+@dataclass(frozen=True)
+class DataInfo:
+    """What the door knows about a dataset without loading it.
+
+    ``item_shape`` is one example's raw shape: ``(F,)`` for a table (target excluded),
+    ``(H, W, C)`` for images. ``n_columns`` counts every column of a table, the target
+    included (a sequence window takes them all), and ``all_numeric`` says whether the
+    target is numeric too. ``integer_features`` says whether every feature is an integer.
+    """
+
+    kind: Literal["table", "image"]
+    n_rows: int
+    item_shape: tuple[int, ...]
+    n_columns: int = 0
+    integer_features: bool = False
+    all_numeric: bool = True
 
 
 class ModelSpec(_Strict):
     """A Keras Sequential model and how to train and score it.
 
     Features are standardised inside the model (mean and standard deviation of the
-    training rows), so clients send raw values. Classification folds are stratified.
+    training rows; per channel for images, per feature over steps for sequences), so
+    clients send raw values. Classification folds are stratified.
     """
 
     task: Task
     layers: list[Layer] = Field(min_length=1, max_length=64)
-    optimizer: Optimizer = Optimizer()
+    optimizer: Optimizer = Adam()
     loss: LossName
     epochs: int = Field(default=50, ge=1, le=10000)
     batch_size: int = Field(default=32, ge=1, le=65536)
     k_folds: int = Field(default=5, ge=2, le=50)
     seed: int = Field(default=0, ge=0, le=2**31 - 1)
+    window: Window | None = Field(
+        default=None,
+        description="Set it to train on a time-series table cut into windows (a sequence).",
+    )
 
     @model_validator(mode="after")
     def _fits_task(self) -> ModelSpec:
@@ -106,14 +419,41 @@ class ModelSpec(_Strict):
                 "a regression model's output layer must be Dense(units=1, activation='linear'); "
                 f"got Dense(units={last.units}, activation={last.activation!r})"
             )
+        for i, layer in enumerate(self.layers):
+            if isinstance(layer, Embedding) and i != 0:
+                raise ValueError(
+                    f"layers.{i}: Embedding must be the first layer (it looks up integer "
+                    "codes in the raw input, before any other layer changes them)"
+                )
         return self
 
-    def check_against_data(self, *, class_counts: dict[str, int] | None) -> None:
+    @property
+    def n_outputs(self) -> int:
+        return self.layers[-1].units  # type: ignore[union-attr]  # checked Dense above
+
+    def data_kind(self, dataset_kind: str) -> DataKind:
+        """What the model trains on: a table with a window becomes a sequence."""
+        if dataset_kind == "image":
+            return "image"
+        return "sequence" if self.window is not None else "table"
+
+    def input_shape(self, data: DataInfo) -> tuple[int, ...]:
+        """The model's input shape for one example (batch axis excluded)."""
+        if self.window is not None:
+            return (self.window.steps, data.n_columns)
+        return data.item_shape
+
+    def check_against_data(
+        self, *, class_counts: dict[str, int] | None, data: DataInfo | None = None
+    ) -> None:
         """Refuse a spec that cannot train on a dataset whose target has these class counts.
 
         ``class_counts`` is None when the target is not a class label (float values).
-        Raises ``SpecDataMismatch`` with a message that names what was expected.
+        With ``data``, the layers are also checked against the dataset's shapes. Raises
+        ``SpecDataMismatch`` with a message that names what was expected.
         """
+        if data is not None:
+            self._check_shapes(data)
         if self.task == "regression":
             return
         if not class_counts:
@@ -131,7 +471,7 @@ class ModelSpec(_Strict):
                 raise SpecDataMismatch(
                     f"task 'multiclass' needs at least 2 classes; found {n_classes}"
                 )
-            units = self.layers[-1].units  # type: ignore[union-attr]  # checked Dense above
+            units = self.n_outputs
             if units != n_classes:
                 raise SpecDataMismatch(
                     f"the output layer has {units} units but the target has {n_classes} classes; "
@@ -143,6 +483,165 @@ class ModelSpec(_Strict):
                 f"k_folds={self.k_folds} is larger than the smallest class "
                 f"({smallest_label!r} has {smallest} rows); stratified k-fold needs k <= {smallest}"
             )
+
+    def _check_shapes(self, data: DataInfo) -> None:
+        n_examples = data.n_rows
+        if self.window is not None:
+            if data.kind != "table":
+                raise SpecDataMismatch(
+                    f"window is for time-series tables (CSV); this dataset holds {data.kind}s"
+                )
+            if not data.all_numeric:
+                raise SpecDataMismatch(
+                    "a window feeds every column, the target included, to the model at each "
+                    "step, so every column must be numeric; this dataset's target is not"
+                )
+            n_examples = data.n_rows - self.window.steps - self.window.horizon + 1
+            if n_examples < 2 * self.k_folds:
+                raise SpecDataMismatch(
+                    f"a window of {self.window.steps} steps with horizon {self.window.horizon} "
+                    f"leaves {max(n_examples, 0)} windows in a series of {data.n_rows} rows; "
+                    f"k_folds={self.k_folds} needs at least {2 * self.k_folds}: use a shorter "
+                    "window or horizon, or a longer series"
+                )
+        if isinstance(self.layers[0], Embedding):
+            if data.kind != "table" or not data.integer_features:
+                raise SpecDataMismatch(
+                    "layers.0: Embedding looks up integer codes, so every feature column must "
+                    "hold integers (0 .. input_dim-1); this dataset's features are not all integers"
+                )
+        infer_shapes(self.layers, self.input_shape(data))
+
+
+def infer_shapes(layers: list[Layer], input_shape: tuple[int, ...]) -> list[tuple[int, ...]]:
+    """The shape each layer outputs (batch axis excluded), as Keras would compute it.
+
+    Raises ``SpecDataMismatch`` naming the layer, the shape it got and what it expects.
+    """
+    shape = tuple(input_shape)
+    shapes: list[tuple[int, ...]] = []
+    for i, layer in enumerate(layers):
+        shape = _layer_output(i, layer, shape)
+        shapes.append(shape)
+    return shapes
+
+
+def _describe(shape: tuple[int, ...]) -> str:
+    names = {1: "a flat vector (features)", 2: "(steps, features)", 3: "(height, width, channels)"}
+    return f"{list(shape)}, {names.get(len(shape), f'rank {len(shape)}')}"
+
+
+def _expect_rank(i: int, kind: str, shape: tuple[int, ...], rank: int, hint: str) -> None:
+    if len(shape) != rank:
+        raise SpecDataMismatch(
+            f"layers.{i} ({kind}) expects {_RANK_NAMES[rank]} per example; it gets "
+            f"{_describe(shape)}. {hint}".rstrip(". ")
+        )
+
+
+_RANK_NAMES = {
+    1: "a flat vector",
+    2: "a (steps, features) sequence",
+    3: "a (height, width, channels) image",
+}
+
+
+def _pair(v: int | list[int]) -> tuple[int, int]:
+    return (v, v) if isinstance(v, int) else (v[0], v[1])
+
+
+def _out_len(i: int, kind: str, size: int, k: int, s: int, padding: str) -> int:
+    n = math.ceil(size / s) if padding == "same" else (size - k) // s + 1
+    if n < 1:
+        raise SpecDataMismatch(
+            f"layers.{i} ({kind}) with window {k} and padding 'valid' needs an input of at least "
+            f"{k} along each spatial axis; it gets {size}. Use padding 'same', a smaller "
+            "kernel/pool size, or fewer downsampling layers before it"
+        )
+    return n
+
+
+def _layer_output(i: int, layer: Layer, shape: tuple[int, ...]) -> tuple[int, ...]:
+    kind = layer.type
+    if isinstance(layer, Dropout | BatchNormalization):
+        return shape
+    if isinstance(layer, Dense):
+        _expect_rank(
+            i,
+            kind,
+            shape,
+            1,
+            "Add Flatten or a global pooling layer before it" if len(shape) > 1 else "",
+        )
+        return (layer.units,)
+    if isinstance(layer, Flatten):
+        return (math.prod(shape),)
+    if isinstance(layer, Reshape):
+        target = list(layer.target_shape)
+        total = math.prod(shape)
+        known = math.prod(d for d in target if d != -1)
+        if -1 in target:
+            if total % known:
+                raise SpecDataMismatch(
+                    f"layers.{i} (Reshape) cannot make {layer.target_shape} from {list(shape)} "
+                    f"({total} values): {total} is not a multiple of {known}"
+                )
+            target[target.index(-1)] = total // known
+        if math.prod(target) != total:
+            raise SpecDataMismatch(
+                f"layers.{i} (Reshape) target_shape {layer.target_shape} holds "
+                f"{math.prod(target)} values but its input {list(shape)} holds {total}; "
+                "the sizes must multiply to the same number"
+            )
+        return tuple(target)
+    if isinstance(layer, Embedding):
+        _expect_rank(i, kind, shape, 1, "")
+        return (shape[0], layer.output_dim)
+    if isinstance(layer, Conv1D | MaxPooling1D | AveragePooling1D | GlobalAveragePooling1D):
+        _expect_rank(
+            i,
+            kind,
+            shape,
+            2,
+            "For a table, cut it into windows (the spec's window) or add Reshape; "
+            "for images use the 2D layer",
+        )
+        if isinstance(layer, GlobalAveragePooling1D):
+            return (shape[1],)
+        if isinstance(layer, Conv1D):
+            steps = _out_len(i, kind, shape[0], layer.kernel_size, layer.strides, layer.padding)
+            return (steps, layer.filters)
+        stride = layer.strides or layer.pool_size
+        return (_out_len(i, kind, shape[0], layer.pool_size, stride, layer.padding), shape[1])
+    if isinstance(layer, Conv2D | MaxPooling2D | AveragePooling2D | GlobalAveragePooling2D):
+        _expect_rank(
+            i,
+            kind,
+            shape,
+            3,
+            "Upload images (an NPZ) or add Reshape(target_shape=[height, width, channels]) first",
+        )
+        if isinstance(layer, GlobalAveragePooling2D):
+            return (shape[2],)
+        if isinstance(layer, Conv2D):
+            k, s, channels = _pair(layer.kernel_size), _pair(layer.strides), layer.filters
+        else:
+            k = _pair(layer.pool_size)
+            s = _pair(layer.strides) if layer.strides is not None else k
+            channels = shape[2]
+        h = _out_len(i, kind, shape[0], k[0], s[0], layer.padding)
+        w = _out_len(i, kind, shape[1], k[1], s[1], layer.padding)
+        return (h, w, channels)
+    # SimpleRNN, LSTM, GRU
+    _expect_rank(
+        i,
+        kind,
+        shape,
+        2,
+        "For a table, set the spec's window to cut it into sequences; for images add "
+        "Reshape(target_shape=[height, width * channels]) to read rows as steps",
+    )
+    return (shape[0], layer.units) if layer.return_sequences else (layer.units,)
 
 
 class SpecDataMismatch(ValueError):

@@ -80,12 +80,13 @@ def run_training_job(
             return "skipped: not queued"
         dataset = datasets.get_dataset(session, dataset_id=job.dataset_id)
         spec = ModelSpec.model_validate(job.spec)
-        model_name, dataset_id, sha256, target, retrained_from_id = (
+        model_name, dataset_id, sha256, target, retrained_from_id, kind = (
             job.model_name,
             dataset.id,
             dataset.sha256,
             dataset.target,
             job.retrained_from_id,
+            dataset.kind,
         )
 
     heart = _Heartbeat(sm, job_id, heartbeat_interval_s)
@@ -115,10 +116,13 @@ def run_training_job(
             session.commit()
 
     try:
-        from training.data import load_table
+        from training.data import load_dataset
         from training.pipeline import run_training
 
-        table = load_table(store.get(sha256), target=target, task=spec.task)
+        window = None if spec.window is None else (spec.window.steps, spec.window.horizon)
+        table = load_dataset(
+            store.get(sha256), kind=kind, target=target, task=spec.task, window=window
+        )
         result = run_training(
             table, spec=spec, on_epoch=on_epoch, on_fold=on_fold, should_stop=heart.lost.is_set
         )

@@ -33,6 +33,10 @@ class DatasetRead(_Read):
     id: str
     name: str
     source: str
+    kind: str = Field(description='"table" (CSV) or "image" (NPZ of x and y arrays).')
+    shape: list[int] | None = Field(
+        description="[rows, feature columns] for a table, [n, height, width, channels] for images."
+    )
     sha256: str
     size_bytes: int
     target: str
@@ -57,7 +61,7 @@ class JobCreate(BaseModel):
     )
     dataset: str = Field(
         description="A dataset id from POST /datasets, or `sklearn:<name>` for a built-in "
-        "dataset (breast_cancer, iris, wine, digits, diabetes)."
+        "dataset (breast_cancer, iris, wine, digits, diabetes, digits_images)."
     )
     spec: ModelSpec
 
@@ -111,6 +115,8 @@ class ArtifactRead(BaseModel):
 class DatasetRef(_Read):
     id: str
     name: str
+    kind: str = "table"
+    shape: list[int] | None = None
     sha256: str
     n_rows: int
     n_columns: int

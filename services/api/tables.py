@@ -1,4 +1,5 @@
-"""Inspect an uploaded CSV (pandas) and materialise scikit-learn's bundled datasets.
+"""Inspect an uploaded CSV (pandas) or NPZ of images (NumPy), and materialise
+scikit-learn's bundled datasets.
 
 Everything a training job needs to be refused early is found here: the API must not
 accept a table the worker cannot train on.
@@ -7,11 +8,15 @@ accept a table the worker cannot train on.
 from __future__ import annotations
 
 import io
+import zipfile
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
+from registry.models import Dataset
 from services.problems import ServiceError
+from training.spec import DataInfo
 
 # Datasets that ship inside scikit-learn: nothing is downloaded.
 BUILTIN_DATASETS: dict[str, str] = {
@@ -20,7 +25,11 @@ BUILTIN_DATASETS: dict[str, str] = {
     "wine": "3-class classification, 178 rows × 13 features",
     "digits": "10-class classification, 1797 rows × 64 pixel features (8×8 images)",
     "diabetes": "regression, 442 rows × 10 features",
+    "digits_images": "10-class classification, 1797 images of 8×8×1 (the digits as images)",
 }
+# Built-in datasets stored as images (NPZ) rather than tables.
+BUILTIN_IMAGES = {"digits_images"}
+IMAGE_TARGET = "y"
 BUILTIN_PREFIX = "sklearn:"
 
 
@@ -29,6 +38,7 @@ class TableSummary:
     n_rows: int
     columns: list[dict[str, str]]
     class_counts: dict[str, int] | None
+    shape: list[int]
 
 
 def inspect_csv(data: bytes, *, target: str) -> TableSummary:
@@ -96,6 +106,125 @@ def inspect_csv(data: bytes, *, target: str) -> TableSummary:
         n_rows=len(frame),
         columns=[{"name": str(c), "dtype": str(t)} for c, t in frame.dtypes.items()],
         class_counts=class_counts,
+        shape=[len(frame), len(frame.columns) - 1],
+    )
+
+
+def inspect_npz(data: bytes) -> TableSummary:
+    """Check an NPZ of images: ``x`` (N, H, W) or (N, H, W, C) numbers, ``y`` (N,) labels."""
+    if not data.startswith(b"PK"):
+        raise ServiceError(
+            "upload_not_npz",
+            "the file is not an NPZ archive; expected the output of "
+            "np.savez(file, x=images, y=labels)",
+        )
+    try:
+        archive = np.load(io.BytesIO(data), allow_pickle=False)
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
+        raise ServiceError(
+            "upload_not_npz",
+            f"the NPZ archive could not be read ({exc}); expected np.savez(file, x=..., y=...)",
+        ) from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise ServiceError("upload_not_npz", "expected an NPZ archive of arrays x and y")
+    with archive:
+        missing = [k for k in ("x", "y") if k not in archive.files]
+        if missing:
+            raise ServiceError(
+                "images_invalid",
+                f"the NPZ has no array {missing[0]!r}; it holds {archive.files}. Expected 'x': "
+                "images (N, H, W) or (N, H, W, C) and 'y': labels (N,)",
+            )
+        try:
+            x, y = archive["x"], archive["y"]
+        except (ValueError, OSError, zipfile.BadZipFile) as exc:
+            raise ServiceError(
+                "images_invalid", f"the arrays could not be read without pickle ({exc})"
+            ) from None
+    problem = _image_problem(x, y)
+    if problem:
+        raise ServiceError("images_invalid", problem)
+    class_counts: dict[str, int] | None = None
+    if y.dtype.kind in "biuUS":
+        labels, counts = np.unique(y, return_counts=True)
+        class_counts = {
+            str(k): int(v) for k, v in zip(labels.tolist(), counts.tolist(), strict=True)
+        }
+    shape = [int(d) for d in x.shape] + ([1] if x.ndim == 3 else [])
+    return TableSummary(
+        n_rows=int(x.shape[0]),
+        columns=[{"name": "x", "dtype": str(x.dtype)}, {"name": "y", "dtype": str(y.dtype)}],
+        class_counts=class_counts,
+        shape=shape,
+    )
+
+
+def _image_problem(x: np.ndarray, y: np.ndarray) -> str | None:
+    if x.ndim not in (3, 4):
+        return f"x has shape {list(x.shape)}; expected images (N, H, W) or (N, H, W, C)"
+    if x.ndim == 4 and x.shape[3] > 4:
+        return (
+            f"x has shape {list(x.shape)}: {x.shape[3]} channels; expected channels last, "
+            "(N, H, W, C) with C at most 4"
+        )
+    if y.ndim != 1:
+        return f"y has shape {list(y.shape)}; expected one label per image, (N,)"
+    if x.shape[0] != y.shape[0]:
+        return f"x holds {x.shape[0]} images but y holds {y.shape[0]} labels; expected the same N"
+    if x.shape[0] == 0 or min(x.shape[1:]) == 0:
+        return f"x has shape {list(x.shape)}; expected at least one non-empty image"
+    if x.dtype.kind not in "biuf":
+        return f"x holds {x.dtype} values; expected numbers (integers or floats)"
+    if y.dtype.kind not in "biufUS":
+        return f"y holds {y.dtype} values; expected numbers or strings"
+    if x.dtype.kind == "f" and not np.isfinite(x).all():
+        return (
+            f"x holds {int(np.sum(~np.isfinite(x)))} NaN or infinite values; expected finite pixels"
+        )
+    if y.dtype.kind == "f" and not np.isfinite(y).all():
+        return "y holds NaN or infinite values; expected finite labels or targets"
+    return None
+
+
+def builtin_npz(name: str) -> bytes:
+    """The built-in image datasets as NPZ bytes, byte-for-byte the same every time."""
+    from sklearn import datasets as skd
+
+    if name != "digits_images":
+        raise ServiceError(
+            "unknown_builtin_dataset",
+            f"no built-in image dataset {name!r}; expected one of {sorted(BUILTIN_IMAGES)}",
+        )
+    bunch = skd.load_digits()
+    arrays = {"x": bunch.images.astype(np.float32)[..., np.newaxis], "y": bunch.target}
+    buffer = io.BytesIO()
+    # np.savez stamps each member with the current time; a fixed stamp keeps the sha256.
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as archive:
+        for key, array in arrays.items():
+            member = io.BytesIO()
+            np.lib.format.write_array(member, np.ascontiguousarray(array), allow_pickle=False)
+            archive.writestr(
+                zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0)), member.getvalue()
+            )
+    return buffer.getvalue()
+
+
+def data_info(dataset: Dataset) -> DataInfo:
+    """What the spec check needs to know about a stored dataset's shape and dtypes."""
+    if dataset.kind == "image":
+        shape = dataset.shape or []
+        return DataInfo(kind="image", n_rows=dataset.n_rows, item_shape=tuple(shape[1:]))
+    features = [c for c in dataset.columns if c["name"] != dataset.target]
+    target_dtype = next(
+        (c["dtype"] for c in dataset.columns if c["name"] == dataset.target), "object"
+    )
+    return DataInfo(
+        kind="table",
+        n_rows=dataset.n_rows,
+        item_shape=(len(features),),
+        n_columns=len(dataset.columns),
+        integer_features=all(c["dtype"].startswith(("int", "uint")) for c in features),
+        all_numeric=target_dtype.startswith(("int", "uint", "float")),
     )
 
 

@@ -14,7 +14,7 @@ from registry.models import Dataset, ModelVersion, TrainingJob
 from services.api.deps import CeleryDep, SessionDep, StoreDep
 from services.api.routes.datasets import builtin_dataset
 from services.api.schemas import JobAccepted, JobCreate, JobRead, Page
-from services.api.tables import BUILTIN_PREFIX
+from services.api.tables import BUILTIN_PREFIX, data_info
 from services.problems import ERROR_RESPONSES
 from workers.celery_app import TASK_TRAIN, TRAINING_QUEUE
 
@@ -56,7 +56,7 @@ def submit_job(
     not failed an hour later. Poll the `Location` header for progress.
     """
     dataset = resolve_dataset(session, store, body.dataset)
-    body.spec.check_against_data(class_counts=dataset.class_counts)
+    body.spec.check_against_data(class_counts=dataset.class_counts, data=data_info(dataset))
     job = jobs.create_job(
         session,
         model_name=body.model_name,

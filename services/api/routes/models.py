@@ -29,6 +29,7 @@ from services.api.schemas import (
     TagSet,
     VersionRef,
 )
+from services.api.tables import data_info
 from services.problems import ERROR_RESPONSES, ServiceError
 from training.spec import ModelSpec
 
@@ -461,12 +462,13 @@ def retrain_version(
     source = versions.get_version(session, model_name=name, version=version)
     dataset = resolve_dataset(session, store, body.dataset) if body.dataset else source.dataset
     spec = ModelSpec.model_validate(source.spec)
-    spec.check_against_data(class_counts=dataset.class_counts)
+    spec.check_against_data(class_counts=dataset.class_counts, data=data_info(dataset))
     job = jobs.create_job(
         session,
         model_name=body.model_name or name,
         dataset_id=dataset.id,
-        spec=spec.model_dump(mode="json"),
+        # The version's exact stored spec, not a re-dump that would add newer defaults.
+        spec=dict(source.spec),
         retrained_from_id=source.id,
     )
     return enqueue(request, response, session, celery, job)

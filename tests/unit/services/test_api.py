@@ -103,7 +103,7 @@ BAD_JOBS = [
         job_body(layers=[{"type": "Dense", "units": 4, "activation": "relux"}, SPEC["layers"][-1]]),
         "activation",
     ),
-    (job_body(optimizer={"name": "adamz"}), "optimizer.name"),
+    (job_body(optimizer={"name": "adamz"}), "'sgd', 'rmsprop', 'adagrad'"),
     (job_body(loss="hinge"), "loss"),
     (job_body(loss="mse"), "does not fit task 'binary'"),
     (

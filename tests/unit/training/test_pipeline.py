@@ -100,6 +100,7 @@ def test_binary_signature_layout(
     assert result.signature == {
         "inputs": [{"name": "features", "datatype": "FP32", "shape": [-1, 30]}],
         "outputs": [{"name": "output", "datatype": "FP32", "shape": [-1, 1]}],
+        "kind": "table",
         "feature_names": cancer.feature_names,
         "task": "binary",
         "class_labels": [0, 1],
