@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,13 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from services.predict.app import create_app
 from services.predict.runtime import ModelLoadError, OnnxModel
-from services.predict.source import ModelNotFound, ResolvedModel, VersionNotFound
+from services.predict.source import (
+    AliasNotFound,
+    ModelNotFound,
+    Ref,
+    ResolvedModel,
+    VersionNotFound,
+)
 from services.settings import PredictSettings
 
 F = 4
@@ -92,14 +99,29 @@ class MemorySource:
     def __init__(self) -> None:
         self.models: dict[str, dict[int, ResolvedModel]] = {}
         self.loads: list[tuple[str, int]] = []
+        self.aliases: dict[tuple[str, str], int] = {}
 
     def add(self, name: str, version: int, onnx_model: bytes, sig: dict[str, Any]) -> None:
         self.models.setdefault(name, {})[version] = ResolvedModel(name, version, onnx_model, sig)
 
-    def latest_version(self, name: str) -> int:
+    def resolve(self, ref: Ref) -> int:
+        name, alias = ref
         if name not in self.models:
             raise ModelNotFound(name, known=self.models)
-        return max(self.models[name])
+        if alias is None:
+            return max(self.models[name])
+        if (name, alias) not in self.aliases:
+            raise AliasNotFound(name, alias, known=[a for n, a in self.aliases if n == name])
+        return self.aliases[(name, alias)]
+
+    def resolve_many(self, refs: Sequence[Ref]) -> dict[Ref, int]:
+        found = {}
+        for ref in refs:
+            try:
+                found[ref] = self.resolve(ref)
+            except LookupError:
+                pass
+        return found
 
     def load(self, name: str, version: int) -> ResolvedModel:
         if name not in self.models:
@@ -266,12 +288,45 @@ def test_nested_and_flat_data_agree(client: TestClient) -> None:
     np.testing.assert_allclose(outputs_of(flat), IRIS.expected(ROWS), atol=1e-5)
 
 
-@pytest.mark.parametrize("datatype", ["FP64", "INT32", "INT64"])
-def test_other_numeric_datatypes_are_converted(client: TestClient, datatype: str) -> None:
-    x = np.array([[1, -2, 3, 0]], np.float32)
-    response = client.post("/v2/models/diabetes/infer", json=infer_body(x, datatype=datatype))
-    assert response.status_code == 200
-    np.testing.assert_allclose(outputs_of(response), REG.expected(x), atol=1e-5)
+@pytest.mark.parametrize(
+    ("datatype", "data"),
+    [
+        ("FP64", [[1.5, -2.25, 3.0, 0.125]]),
+        ("FP16", [[1.5, -2.25, 3.0, 0.125]]),
+        ("INT32", [[1, -2, 3, 0]]),
+        ("INT64", [[1, -2, 3, 16777216]]),
+        ("BOOL", [[True, False, True, True]]),
+    ],
+)
+def test_other_datatypes_are_converted_when_lossless(
+    client: TestClient, datatype: str, data: list[list[Any]]
+) -> None:
+    response = client.post("/v2/models/diabetes/infer", json=infer_body(data, datatype=datatype))
+    assert response.status_code == 200, response.text
+    x = np.array(data, np.float32)
+    np.testing.assert_allclose(outputs_of(response), REG.expected(x), rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("datatype", "data", "message"),
+    [
+        ("INT64", [[1, 2, 3, 2**24 + 1]], "integers above 16777216 in magnitude do not convert"),
+        ("FP64", [[1.0, 2.0, 3.0, 1e300]], "values overflow FP32"),
+        ("INT32", [[1.5, 2, 3, 4]], "datatype INT32, so 'data' must hold only integers"),
+        ("BOOL", [[1, 0, 1, 1]], "datatype BOOL, so 'data' must hold only true/false"),
+        ("FP32", [["1", 2, 3, 4]], "datatype FP32, so 'data' must hold only numbers"),
+        ("FP32", [[None, 2, 3, 4]], "must hold only numbers (no null)"),
+        ("STRING", [[1, 2, 3, 4]], "datatype 'STRING' is not one of"),
+    ],
+)
+def test_lossy_or_wrong_datatypes_are_400_and_say_what_the_model_takes(
+    client: TestClient, datatype: str, data: list[list[Any]], message: str
+) -> None:
+    response = client.post("/v2/models/diabetes/infer", json=infer_body(data, datatype=datatype))
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert message in error
+    assert "FP32" in error or "datatype" in error
 
 
 def test_requested_output_by_name(client: TestClient) -> None:
@@ -295,11 +350,11 @@ def _with(body: dict[str, Any], **tensor: Any) -> dict[str, Any]:
         ),
         (
             _with(infer_body(ROWS), datatype="BOOL"),
-            "input 'features' datatype 'BOOL' is not supported; send FP32",
+            "input 'features' has datatype BOOL, so 'data' must hold only true/false",
         ),
         (
             _with(infer_body(ROWS), datatype="BYTES"),
-            "input 'features' datatype 'BYTES' is not supported",
+            "input 'features' datatype 'BYTES' is not one of ['BOOL', 'UINT8'",
         ),
         (
             infer_body(ROWS[:, :3]),
@@ -319,7 +374,7 @@ def _with(body: dict[str, Any], **tensor: Any) -> dict[str, Any]:
         ),
         (
             _with(infer_body(ROWS[:1]), data=[1, None, 2, 3]),
-            "input 'features' contains NaN, infinity or null values",
+            "input 'features' has datatype FP32, so 'data' must hold only numbers (no null)",
         ),
         ({"inputs": []}, "request needs 'inputs'"),
         (
@@ -412,8 +467,8 @@ def test_binary_input_with_json_output(client: TestClient) -> None:
 
 
 class FailingSource(MemorySource):
-    def latest_version(self, name: str) -> int:
-        raise RuntimeError(f"registry database is down, cannot look up {name}")
+    def resolve(self, ref: Ref) -> int:
+        raise RuntimeError(f"registry database is down, cannot look up {ref}")
 
 
 def test_unexpected_errors_are_json_500(tmp_path: Path) -> None:
@@ -511,20 +566,20 @@ def test_friendly_refuses_a_body_without_rows(client: TestClient) -> None:
 
 
 def test_request_over_the_limit_is_413(tmp_path: Path, source: MemorySource) -> None:
-    app = create_app(make_settings(tmp_path, max_request_bytes=100), source=source)
+    app = create_app(make_settings(tmp_path, predict_max_request_bytes=100), source=source)
     with TestClient(app) as c:
         big = json.dumps(infer_body(np.zeros((10, F), np.float32))).encode()
         response = c.post("/v2/models/cancer/infer", content=big)
         assert response.status_code == 413
         assert response.json() == {
             "error": f"request body of {len(big)} bytes exceeds the limit of 100 bytes "
-            "(max_request_bytes)"
+            "(PREDICT_MAX_REQUEST_BYTES)"
         }
 
         chunked = c.post("/v2/models/cancer/infer", content=iter([big[:60], big[60:]]))
         assert chunked.status_code == 413
         assert chunked.json() == {
-            "error": "request body exceeds the limit of 100 bytes (max_request_bytes)"
+            "error": "request body exceeds the limit of 100 bytes (PREDICT_MAX_REQUEST_BYTES)"
         }
 
         small = json.dumps(infer_body([[0, 0, 0, 0]])).encode()
@@ -568,7 +623,7 @@ def test_two_apps_have_separate_metrics(tmp_path: Path) -> None:
 
 
 def test_lru_eviction_at_max_loaded_models(tmp_path: Path, source: MemorySource) -> None:
-    app = create_app(make_settings(tmp_path, max_loaded_models=2), source=source)
+    app = create_app(make_settings(tmp_path, predict_cache_max_models=2), source=source)
     with TestClient(app) as c:
         for path in ("cancer/versions/1", "cancer/versions/2", "cancer/versions/1", "iris"):
             assert c.post(f"/v2/models/{path}/infer", json=infer_body(ROWS)).status_code == 200
@@ -580,16 +635,22 @@ def test_lru_eviction_at_max_loaded_models(tmp_path: Path, source: MemorySource)
         assert app.state.model_cache.loaded() == [("iris", 1), ("cancer", 2)]
 
 
-@pytest.mark.parametrize(("ttl", "served"), [(60.0, "1"), (0.0, "2")])
-def test_newest_version_is_cached_for_the_ttl(tmp_path: Path, ttl: float, served: str) -> None:
+def test_newest_version_follows_the_registry_within_the_refresh_interval(
+    tmp_path: Path,
+) -> None:
     source = MemorySource()
     source.add("cancer", 1, BIN_V1.onnx, BIN_V1.signature)
-    app = create_app(make_settings(tmp_path, latest_version_ttl_s=ttl), source=source)
+    app = create_app(make_settings(tmp_path, predict_refresh_interval_s=0.05), source=source)
     with TestClient(app) as c:
-        assert c.post("/v2/models/cancer/infer", json=infer_body(ROWS)).status_code == 200
+        first = c.post("/v2/models/cancer/infer", json=infer_body(ROWS))
+        assert first.json()["model_version"] == "1"
         source.add("cancer", 2, BIN_V2.onnx, BIN_V2.signature)
-        after = c.post("/v2/models/cancer/infer", json=infer_body(ROWS))
-        assert after.json()["model_version"] == served
+        deadline = time.monotonic() + 5
+        served = "1"
+        while served == "1" and time.monotonic() < deadline:
+            response = c.post("/v2/models/cancer/infer", json=infer_body(ROWS))
+            served = response.json()["model_version"]
+        assert served == "2"
 
 
 # --- runtime ---------------------------------------------------------------------------
