@@ -36,7 +36,7 @@ class Batcher:
     async def submit(self, x: np.ndarray) -> np.ndarray:
         """Outputs for `x` (rows of the model's input), computed with whatever joins it."""
         if len(x) >= self.max_size:
-            return self.model.predict(x)  # already a batch of its own
+            return self.model.run(x)  # already a batch of its own
         loop = asyncio.get_running_loop()
         future: asyncio.Future[np.ndarray] = loop.create_future()
         self._pending.append((x, future))
@@ -57,9 +57,9 @@ class Batcher:
             return
         try:
             if len(pending) == 1:
-                y = self.model.predict(pending[0][0])
+                y = self.model.run(pending[0][0])
             else:
-                y = self.model.predict(np.concatenate([x for x, _ in pending]))
+                y = self.model.run(np.concatenate([x for x, _ in pending]))
         except Exception as exc:
             for _, future in pending:
                 if not future.done():

@@ -137,12 +137,18 @@ def _input_array(payload: dict[str, Any], model: OnnxModel, tail: bytes) -> np.n
                 400, f"{label} shape {shape} needs {count} values, got {x.size} in 'data'"
             )
         x = x.reshape(shape)
-        if x.dtype != dtype:
+        if x.dtype.kind != dtype.kind or dtype.kind != "f":
             x = _convert(x, dtype, str(datatype), label)
+        else:
+            # JSON numbers of a float tensor: parsing, not a conversion the client asked for;
+            # one that overflows the type is caught as infinite below.
+            x = x.astype(dtype)
     if dtype != model.input_dtype:
         x = _convert(x, model.input_dtype, model.input_datatype, label, sent=datatype)
     if x.dtype.kind == "f" and not np.isfinite(x).all():
-        raise InferenceError(400, f"{label} contains NaN or infinite values")
+        raise InferenceError(
+            400, f"{label} contains NaN or infinite values (or numbers too large for {datatype})"
+        )
     return x
 
 
@@ -155,7 +161,7 @@ def _convert(
     why = f"{label} is {sent or 'sent as ' + str(x.dtype)} and the model takes {datatype}"
     if src == dst == "f" or src == "b" and dst != "b":
         y = x.astype(dtype)
-        if dst == "f" and src == "f" and not np.isfinite(y).all() and np.isfinite(x).all():
+        if src == dst == "f" and not np.isfinite(y).all() and np.isfinite(x).all():
             raise InferenceError(400, f"{why}: values overflow {datatype}")
         return y
     if src in "iu" and dst == "f":
@@ -222,5 +228,5 @@ async def run(
 ) -> tuple[bytes, str, int | None]:
     payload, x = decode(body, header_length, model)
     batcher = model.batcher
-    y = await batcher.submit(x) if batcher is not None else model.predict(x)
+    y = await batcher.submit(x) if batcher is not None else model.run(x)
     return encode(payload, model, y)

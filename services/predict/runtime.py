@@ -224,6 +224,10 @@ class OnnxModel:
         self.check_shape(x.shape)
         if x.dtype != self.input_dtype:
             x = x.astype(self.input_dtype)
+        return self.run(x)
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        """`predict` without the checks, for input the protocol layer already checked."""
         out: np.ndarray = self.session.run(self._fetch_names, {self._feed_name: x})[0]
         return out
 
