@@ -156,6 +156,8 @@ def _convert(
     x: np.ndarray, dtype: np.dtype[Any], datatype: str, label: str, *, sent: str | None = None
 ) -> np.ndarray:
     """`x` as `dtype` when no value changes, else a 400 that says what the model takes."""
+    if x.dtype == dtype:
+        return x
     src = x.dtype.kind
     dst = dtype.kind
     why = f"{label} is {sent or 'sent as ' + str(x.dtype)} and the model takes {datatype}"
