@@ -107,8 +107,16 @@ def build_cnn(seed: int = 0) -> tuple[bytes, dict[str, Any]]:
     return model.SerializeToString(), signature
 
 
-def register(home: Path, name: str, onnx_bytes: bytes, signature: dict[str, Any]) -> int:
-    """Add `name`'s next version to the embedded registry under `home`; returns its number.
+def register(
+    home: Path,
+    name: str,
+    onnx_bytes: bytes,
+    signature: dict[str, Any],
+    *,
+    database_url: str = "",
+) -> int:
+    """Add `name`'s next version to the registry under `home` (SQLite there unless
+    `database_url` names another); returns its number.
 
     Goes through the registry's own functions (migrations, artifact store, versions), so
     the predictor reads it exactly as it reads a trained model.
@@ -119,7 +127,7 @@ def register(home: Path, name: str, onnx_bytes: bytes, signature: dict[str, Any]
     from registry.migrate import upgrade
     from registry.settings import RegistrySettings
 
-    settings = RegistrySettings(kiln_home=home)
+    settings = RegistrySettings(kiln_home=home, database_url=database_url)
     upgrade(settings.database_url)
     sha = LocalArtifactStore(settings.artifact_root).put(onnx_bytes)
     engine = make_engine(settings.database_url)
