@@ -681,3 +681,233 @@ def test_predictor_never_imports_tensorflow_or_training() -> None:
         [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --- N-d inputs, aliases, preload, cache bounds, batching, providers --------------------
+
+
+def cnn_onnx(seed: int) -> tuple[bytes, dict[str, Any], np.ndarray, np.ndarray]:
+    """(n, 4, 4, 1) images → Flatten → Dense 3 softmax: the N-d contract for images."""
+    rng = np.random.default_rng(seed)
+    w = rng.normal(size=(16, 3)).astype(np.float32)
+    b = rng.normal(size=(3,)).astype(np.float32)
+    graph = helper.make_graph(
+        [
+            helper.make_node("Flatten", ["features"], ["flat"], axis=1),
+            helper.make_node("MatMul", ["flat", "W"], ["z0"]),
+            helper.make_node("Add", ["z0", "b"], ["z"]),
+            helper.make_node("Softmax", ["z"], ["output"], axis=-1),
+        ],
+        "img",
+        [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["N", 4, 4, 1])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["N", 3])],
+        initializer=[numpy_helper.from_array(w, "W"), numpy_helper.from_array(b, "b")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 10
+    sig = {
+        "inputs": [{"name": "features", "datatype": "FP32", "shape": [-1, 4, 4, 1]}],
+        "outputs": [{"name": "output", "datatype": "FP32", "shape": [-1, 3]}],
+        "kind": "image",
+        "feature_names": None,
+        "task": "multiclass",
+        "class_labels": ["a", "b", "c"],
+        "target": "y",
+    }
+    return model.SerializeToString(), sig, w, b
+
+
+IMG_ONNX, IMG_SIG, IMG_W, IMG_B = cnn_onnx(7)
+
+
+def softmax_rows(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return np.asarray(e / e.sum(axis=1, keepdims=True))
+
+
+@pytest.fixture
+def img_client(tmp_path: Path, source: MemorySource) -> Iterator[TestClient]:
+    source.add("img", 1, IMG_ONNX, IMG_SIG)
+    with TestClient(create_app(make_settings(tmp_path), source=source)) as c:
+        yield c
+
+
+def test_image_model_takes_nd_inputs(img_client: TestClient) -> None:
+    x = np.random.default_rng(0).normal(size=(2, 4, 4, 1)).astype(np.float32)
+    response = img_client.post("/v2/models/img/infer", json=infer_body(x))
+    assert response.status_code == 200, response.text
+    expected = softmax_rows(x.reshape(2, 16).astype(np.float64) @ IMG_W + IMG_B)
+    np.testing.assert_allclose(outputs_of(response), expected, atol=1e-5)
+    meta = img_client.get("/v2/models/img").json()
+    assert meta["inputs"][0]["shape"] == [-1, 4, 4, 1]
+    assert meta["parameters"]["kind"] == "image"
+
+    flat = img_client.post("/v2/models/img/infer", json=infer_body(x.reshape(2, 16)))
+    assert flat.status_code == 400
+    assert "expects shape [-1, 4, 4, 1], got [2, 16]" in flat.json()["error"]
+
+
+def test_friendly_route_refuses_an_image_model(img_client: TestClient) -> None:
+    response = img_client.post("/predict/img", json={"rows": [{"a": 1}]})
+    assert response.status_code == 400
+    assert "takes image inputs of shape [-1, 4, 4, 1]" in response.json()["error"]
+    assert "/v2/models/img/infer" in response.json()["error"]
+
+
+def test_alias_in_every_model_route(client: TestClient, source: MemorySource) -> None:
+    source.aliases[("cancer", "production")] = 1
+    infer = client.post("/v2/models/cancer@production/infer", json=infer_body(ROWS))
+    assert infer.json()["model_version"] == "1"
+    np.testing.assert_allclose(outputs_of(infer), BIN_V1.expected(ROWS), atol=1e-5)
+    meta = client.get("/v2/models/cancer@production").json()
+    assert meta["versions"] == ["1"]
+    assert meta["parameters"]["alias"] == "production"
+    ready = client.get("/v2/models/cancer@production/ready")
+    assert ready.json() == {"name": "cancer", "version": "1", "ready": True}
+    friendly = client.post("/predict/cancer@production", json=rows_payload(ROWS[:1]))
+    assert friendly.json()["model_version"] == 1
+
+
+def test_unknown_alias_is_404_and_lists_the_aliases(
+    client: TestClient, source: MemorySource
+) -> None:
+    source.aliases[("cancer", "production")] = 1
+    response = client.post("/v2/models/cancer@staging/infer", json=infer_body(ROWS))
+    assert response.status_code == 404
+    assert response.json() == {
+        "error": "alias 'staging' of model 'cancer' not found; its aliases: ['production']"
+    }
+
+
+@pytest.mark.parametrize(
+    ("path", "message"),
+    [
+        ("/v2/models/cancer@production/versions/1/infer", "not both"),
+        ("/v2/models/cancer@/infer", "must be 'name' or 'name@alias'"),
+        ("/v2/models/cancer/versions/0/infer", "version must be a positive integer"),
+    ],
+)
+def test_bad_model_references_are_400(client: TestClient, path: str, message: str) -> None:
+    response = client.post(path, json=infer_body(ROWS))
+    assert response.status_code == 400
+    assert message in response.json()["error"]
+
+
+def test_preloaded_models_load_before_ready(tmp_path: Path, source: MemorySource) -> None:
+    settings = make_settings(tmp_path, predict_preload="iris, cancer/1")
+    with TestClient(create_app(settings, source=source)) as c:
+        assert source.loads == [("iris", 1), ("cancer", 1)]
+        assert c.get("/v2/health/ready").status_code == 200
+        c.post("/v2/models/iris/infer", json=infer_body(ROWS))
+        assert source.loads == [("iris", 1), ("cancer", 1)]
+
+
+def test_a_preload_that_cannot_load_stops_the_start(tmp_path: Path, source: MemorySource) -> None:
+    settings = make_settings(tmp_path, predict_preload="nope")
+    with (
+        pytest.raises(Exception, match="model 'nope' not found"),
+        TestClient(create_app(settings, source=source)),
+    ):
+        pass
+
+
+def test_cache_is_bounded_by_bytes(tmp_path: Path, source: MemorySource) -> None:
+    limit = len(BIN_V1.onnx) + len(IRIS.onnx) - 1  # room for one of the two at a time
+    settings = make_settings(tmp_path, predict_cache_max_bytes=limit)
+    with TestClient(create_app(settings, source=source)) as c:
+        c.post("/v2/models/cancer/versions/1/infer", json=infer_body(ROWS))
+        c.post("/v2/models/iris/infer", json=infer_body(ROWS))
+        text = c.get("/metrics").text
+        assert _sample(text, "kiln_predict_loaded_models", {}) == 1
+        assert _sample(text, "kiln_predict_loaded_bytes", {}) == len(IRIS.onnx)
+        c.post("/v2/models/cancer/versions/1/infer", json=infer_body(ROWS))
+    assert source.loads == [("cancer", 1), ("iris", 1), ("cancer", 1)]
+
+
+def test_metrics_report_provider_cache_hits_and_loads(client: TestClient) -> None:
+    for _ in range(3):
+        client.post("/v2/models/iris/infer", json=infer_body(ROWS))
+    text = client.get("/metrics").text
+    info = {"model": "iris", "version": "1", "provider": "CPUExecutionProvider"}
+    assert _sample(text, "kiln_predict_model_info", info) == 1
+    assert _sample(text, "kiln_predict_cache_loads_total", {}) == 1
+    assert _sample(text, "kiln_predict_cache_hits_total", {}) == 2
+
+
+def test_cuda_listed_but_not_given_is_reported_as_cpu(
+    tmp_path: Path, source: MemorySource, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # onnxruntime-gpu without the CUDA libraries lists CUDA and then runs on the CPU.
+    import onnxruntime
+
+    from services.predict import runtime
+
+    monkeypatch.setattr(
+        onnxruntime,
+        "get_available_providers",
+        lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"],
+    )
+    assert runtime.choose_providers("auto") == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert runtime.choose_providers("cpu") == ["CPUExecutionProvider"]
+    with TestClient(create_app(make_settings(tmp_path), source=source)) as c:
+        meta = c.get("/v2/models/iris").json()
+        assert meta["parameters"]["execution_provider"] == "CPUExecutionProvider"
+        predicted = c.post("/predict/iris", json=rows_payload(ROWS)).json()
+        assert predicted["provider"] == "CPUExecutionProvider"
+
+
+def test_dynamic_batching_serves_concurrent_requests_with_one_run() -> None:
+    import asyncio
+
+    from services.predict.batching import Batcher
+
+    model = OnnxModel.load(ResolvedModel("iris", 1, IRIS.onnx, IRIS.signature), device="cpu")
+    batches: list[tuple[int, int]] = []
+    batcher = Batcher(
+        model, max_delay_s=0.05, max_size=64, on_batch=lambda _m, n, rows: batches.append((n, rows))
+    )
+    rows = [ROWS[i : i + 1] for i in range(3)] + [ROWS]
+
+    async def main() -> list[np.ndarray]:
+        return list(await asyncio.gather(*(batcher.submit(x) for x in rows)))
+
+    results = asyncio.run(main())
+    assert batches == [(4, 6)]
+    for x, y in zip(rows, results, strict=True):
+        np.testing.assert_allclose(y, IRIS.expected(x), atol=1e-5)
+
+
+def test_dynamic_batching_through_the_app(tmp_path: Path, source: MemorySource) -> None:
+    settings = make_settings(tmp_path, predict_batch_max_delay_us=200, predict_batch_models="iris")
+    with TestClient(create_app(settings, source=source)) as c:
+        response = c.post("/v2/models/iris/infer", json=infer_body(ROWS))
+        np.testing.assert_allclose(outputs_of(response), IRIS.expected(ROWS), atol=1e-5)
+        assert c.get("/v2/models/iris").json()["parameters"]["dynamic_batching"] is True
+        assert c.get("/v2/models/cancer").json()["parameters"]["dynamic_batching"] is False
+        text = c.get("/metrics").text
+        assert _sample(text, "kiln_predict_batch_rows_count", {"model": "iris"}) == 1
+        assert _sample(text, "kiln_predict_batch_rows_sum", {"model": "iris"}) == 3
+
+
+def test_alias_move_to_a_broken_version_keeps_serving_the_old_one(
+    tmp_path: Path, source: MemorySource
+) -> None:
+    source.add("cancer", 3, b"not onnx", BIN_V1.signature)
+    source.aliases[("cancer", "production")] = 1
+    settings = make_settings(tmp_path, predict_refresh_interval_s=0.05)
+    with TestClient(create_app(settings, source=source)) as c:
+        url = "/v2/models/cancer@production"
+        assert c.post(f"{url}/infer", json=infer_body(ROWS)).json()["model_version"] == "1"
+        source.aliases[("cancer", "production")] = 3
+        deadline = time.monotonic() + 5
+        meta = c.get(url).json()
+        while "pending_error" not in meta["parameters"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+            meta = c.get(url).json()
+        assert meta["versions"] == ["1"]
+        assert meta["parameters"]["pending_version"] == 3
+        assert "cannot load model 'cancer' version 3" in meta["parameters"]["pending_error"]
+        assert c.post(f"{url}/infer", json=infer_body(ROWS)).json()["model_version"] == "1"
+        text = c.get("/metrics").text
+        failed = {"ref": "cancer@production", "version": "3"}
+        assert _sample(text, "kiln_predict_alias_switch_failures_total", failed) == 1
