@@ -164,9 +164,34 @@ def line(label: str, cell: Cell) -> str:
     )
 
 
+def interleaved(
+    urls: list[str], body: bytes, connections: int, seconds: float, rounds: int, work: Path
+) -> tuple[list[Cell], float]:
+    """Each server in turn, `rounds` times, `seconds / rounds` each: load from other jobs
+    on a shared machine then falls on all of them alike. Returns each server's cell
+    (mean req/s, median p50/p99 over rounds) and the median per-round ratio of the first
+    server's req/s to the second's."""
+    runs: list[list[Cell]] = [[] for _ in urls]
+    for _ in range(rounds):
+        for i, url in enumerate(urls):
+            runs[i].append(wrk(url, body, connections, seconds / rounds, work))
+    cells = [
+        Cell(
+            float(np.mean([c.rps for c in r])),
+            float(np.median([c.p50_ms for c in r])),
+            float(np.median([c.p99_ms for c in r])),
+            sum(c.errors for c in r),
+        )
+        for r in runs
+    ]
+    ratio = float(np.median([a.rps / b.rps for a, b in zip(runs[0], runs[1], strict=True)]))
+    return cells, ratio
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=3.0, help="per cell (full size: 10)")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per cell")
     parser.add_argument("--connections", default="1,8,32")
     parser.add_argument("--models", default="mlp,cnn")
     parser.add_argument(
@@ -177,6 +202,7 @@ def main() -> None:
     sections = set(args.only.split(","))
     if not Path(WRK).exists():
         sys.exit("wrk is not installed (apt-get install wrk)")
+    secs, rounds = args.seconds, args.rounds
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -192,7 +218,10 @@ def main() -> None:
             bodies[name] = infer_body(rng.normal(size=(1, *item)).astype(np.float32))
         env = {"KILN_HOME": str(home), "PREDICT_DEVICE": "cpu", "PREDICT_PRELOAD": "mlp,cnn"}
         ref_env = {"KILN_BENCH_MODELS_DIR": str(models_dir)}
-        print(f"wrk -t1 pinned to CPU 1; servers pinned to CPU 0; {args.seconds:g} s per cell")
+        print(
+            f"wrk -t1 pinned to CPU 1; servers pinned to CPU 0; {secs:g} s per cell "
+            f"in {rounds} interleaved rounds; ratio: median of the rounds' ratios"
+        )
 
         if "compare" in sections:
             print("\n== one process, one core: Kiln / reference, one-row requests ==")
@@ -202,23 +231,20 @@ def main() -> None:
             ):
                 for name in args.models.split(","):
                     check_same_answers(kiln, ref, name, bodies[name])
+                    urls = [f"{kiln}/v2/models/{name}/infer", f"{ref}/v2/models/{name}/infer"]
                     for c in conns:
-                        k = wrk(
-                            f"{kiln}/v2/models/{name}/infer", bodies[name], c, args.seconds, work
-                        )
-                        r = wrk(
-                            f"{ref}/v2/models/{name}/infer", bodies[name], c, args.seconds, work
-                        )
+                        (k, r), ratio = interleaved(urls, bodies[name], c, secs, rounds, work)
                         print(line(f"{name} c={c:<3} kiln", k))
                         print(line(f"{name} c={c:<3} reference", r))
-                        print(f"{name} c={c:<3} kiln / reference: {k.rps / r.rps:.2f}x")
+                        print(f"{name} c={c:<3} kiln / reference: {ratio:.2f}x")
 
         if "rows" in sections:
             print("\n== rows/s: 256-row against 1-row requests (MLP, 32 connections) ==")
             big = infer_body(rng.normal(size=(256, 8)).astype(np.float32))
             with server("services.predict.app", env) as kiln:
-                one = wrk(f"{kiln}/v2/models/mlp/infer", bodies["mlp"], 32, args.seconds, work)
-                many = wrk(f"{kiln}/v2/models/mlp/infer", big, 32, args.seconds, work)
+                url = f"{kiln}/v2/models/mlp/infer"
+                one = wrk(url, bodies["mlp"], 32, secs, work)
+                many = wrk(url, big, 32, secs, work)
             print(line("mlp 1 row/request", one) + f"  {one.rps:9.0f} rows/s")
             print(line("mlp 256 rows/request", many) + f"  {many.rps * 256:9.0f} rows/s")
             print(f"rows/s 256-row / 1-row: {many.rps * 256 / one.rps:.1f}x")
@@ -226,27 +252,30 @@ def main() -> None:
         if "workers" in sections:
             print("\n== processes: PREDICT_WORKERS=2 on CPUs 0,1 against 1 on CPU 0 (MLP, c=32) ==")
             print("(wrk shares CPU 1 with the second process here: a lower bound on scaling)")
-            with server("services.predict.app", env) as kiln:
-                one = wrk(f"{kiln}/v2/models/mlp/infer", bodies["mlp"], 32, args.seconds, work)
-            with server("services.predict.app", env, cpus="0,1", workers=2) as kiln:
-                two = wrk(f"{kiln}/v2/models/mlp/infer", bodies["mlp"], 32, args.seconds, work)
-            print(line("mlp 1 process", one))
-            print(line("mlp 2 processes", two))
-            print(f"2 / 1 processes: {two.rps / one.rps:.2f}x")
+            with (
+                server("services.predict.app", env, cpus="0,1", workers=2) as two,
+                server("services.predict.app", env) as one,
+            ):
+                urls = [f"{two}/v2/models/mlp/infer", f"{one}/v2/models/mlp/infer"]
+                (t, o), ratio = interleaved(urls, bodies["mlp"], 32, secs, rounds, work)
+            print(line("mlp 1 process", o))
+            print(line("mlp 2 processes", t))
+            print(f"2 / 1 processes: {ratio:.2f}x")
 
         if "batching" in sections:
-            print("\n== dynamic batching: off against on (32 connections) ==")
+            print("\n== dynamic batching: on (500 us, up to 32 rows) against off ==")
             batched = {**env, "PREDICT_BATCH_MAX_DELAY_US": "500", "PREDICT_BATCH_MAX_SIZE": "32"}
-            for name in ("cnn", "mlp"):
-                with server("services.predict.app", env) as kiln:
-                    off = wrk(
-                        f"{kiln}/v2/models/{name}/infer", bodies[name], 32, args.seconds, work
-                    )
-                with server("services.predict.app", batched) as kiln:
-                    on = wrk(f"{kiln}/v2/models/{name}/infer", bodies[name], 32, args.seconds, work)
-                print(line(f"{name} batching off", off))
-                print(line(f"{name} batching on (500 us, 32)", on))
-                print(f"{name} on / off: {on.rps / off.rps:.2f}x")
+            with (
+                server("services.predict.app", batched) as on,
+                server("services.predict.app", env) as off,
+            ):
+                for name in ("cnn", "mlp"):
+                    urls = [f"{on}/v2/models/{name}/infer", f"{off}/v2/models/{name}/infer"]
+                    for c in (1, 32):
+                        (b, u), ratio = interleaved(urls, bodies[name], c, secs, rounds, work)
+                        print(line(f"{name} c={c:<3} batching off", u))
+                        print(line(f"{name} c={c:<3} batching on", b))
+                        print(f"{name} c={c:<3} on / off: {ratio:.2f}x")
 
 
 if __name__ == "__main__":
