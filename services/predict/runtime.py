@@ -280,6 +280,7 @@ class ModelCache:
         on_load: Callable[[OnnxModel, float], None] | None = None,
         on_switch_failed: Callable[[str, int, str], None] | None = None,
         configure: Callable[[OnnxModel], None] | None = None,
+        failed_ttl_s: float = 5.0,
     ) -> None:
         if max_loaded < 1:
             raise ValueError(f"max_loaded must be at least 1, got {max_loaded}")
@@ -295,6 +296,10 @@ class ModelCache:
         self._refs: dict[Ref, int] = {}
         self._ref_errors: dict[Ref, tuple[int, str]] = {}
         self._loading: dict[tuple[str, int], anyio.Lock] = {}
+        # Versions that failed to load, and until when that answer stands: a client
+        # hammering a broken version must not rebuild its session on every request.
+        self._failed: dict[tuple[str, int], tuple[float, InferenceError]] = {}
+        self._failed_ttl_s = failed_ttl_s
         self.hits = 0
         self.loads = 0
 
@@ -400,8 +405,17 @@ class ModelCache:
                 model = self._models.get(key)
                 if model is not None:
                     return model
+                failed = self._failed.get(key)
+                if failed is not None and failed[0] > time.monotonic():
+                    raise failed[1]
                 started = time.perf_counter()
-                model = await anyio.to_thread.run_sync(self._load_blocking, key)
+                try:
+                    model = await anyio.to_thread.run_sync(self._load_blocking, key)
+                except InferenceError as exc:
+                    if exc.status_code >= 500:
+                        self._failed[key] = (time.monotonic() + self._failed_ttl_s, exc)
+                    raise
+                self._failed.pop(key, None)
                 if self._configure is not None:
                     self._configure(model)
                 self._models[key] = model

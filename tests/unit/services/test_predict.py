@@ -911,3 +911,62 @@ def test_alias_move_to_a_broken_version_keeps_serving_the_old_one(
         text = c.get("/metrics").text
         failed = {"ref": "cancer@production", "version": "3"}
         assert _sample(text, "kiln_predict_alias_switch_failures_total", failed) == 1
+
+
+def test_a_broken_version_is_not_rebuilt_on_every_request(
+    tmp_path: Path, source: MemorySource
+) -> None:
+    source.add("cancer", 3, b"not onnx", BIN_V1.signature)
+    with TestClient(create_app(make_settings(tmp_path), source=source)) as c:
+        for _ in range(3):
+            response = c.post("/v2/models/cancer/versions/3/infer", json=infer_body(ROWS))
+            assert response.status_code == 500
+            assert "ONNX Runtime cannot load model 'cancer' version 3" in response.json()["error"]
+    assert source.loads.count(("cancer", 3)) == 1
+
+
+def test_sequence_model_checks_steps_and_features() -> None:
+    rng = np.random.default_rng(9)
+    w = rng.normal(size=(6, 1)).astype(np.float32)
+    graph = helper.make_graph(
+        [
+            helper.make_node("Flatten", ["features"], ["flat"], axis=1),
+            helper.make_node("MatMul", ["flat", "W"], ["output"]),
+        ],
+        "seq",
+        [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["N", 3, 2])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["N", 1])],
+        initializer=[numpy_helper.from_array(w, "W")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 10
+    sig = {
+        "inputs": [{"name": "features", "datatype": "FP32", "shape": [-1, 3, 2]}],
+        "outputs": [{"name": "output", "datatype": "FP32", "shape": [-1, 1]}],
+        "kind": "sequence",
+        "feature_names": ["price", "volume"],
+        "window": {"steps": 3, "horizon": 1, "target": "price"},
+        "task": "regression",
+        "class_labels": None,
+        "target": "price",
+    }
+    loaded = OnnxModel.load(ResolvedModel("seq", 1, model.SerializeToString(), sig), device="cpu")
+    x = rng.normal(size=(4, 3, 2)).astype(np.float32)
+    np.testing.assert_allclose(loaded.predict(x), x.reshape(4, 6) @ w, atol=1e-5)
+    with pytest.raises(ModelLoadError, match="lists 3 feature_names but input 'features' has 2"):
+        OnnxModel.load(
+            ResolvedModel(
+                "seq", 1, model.SerializeToString(), {**sig, "feature_names": ["a", "b", "c"]}
+            ),
+            device="cpu",
+        )
+
+
+def test_request_parameters_and_id_are_accepted(client: TestClient) -> None:
+    body = {**infer_body(ROWS), "id": "req-7", "parameters": {"priority": 1}}
+    response = client.post("/v2/models/iris/infer", json=body)
+    assert response.status_code == 200
+    assert response.json()["id"] == "req-7"
+    bad = client.post("/v2/models/iris/infer", json={**infer_body(ROWS), "parameters": [1]})
+    assert bad.status_code == 400
+    assert bad.json() == {"error": "'parameters' must be an object"}
