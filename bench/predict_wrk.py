@@ -194,6 +194,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per cell")
     parser.add_argument("--connections", default="1,8,32")
     parser.add_argument("--models", default="mlp,cnn")
+    parser.add_argument("--batch-delay-us", type=int, default=500)
+    parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument(
         "--only", default="compare,rows,workers,batching", help="which sections to run"
     )
@@ -263,8 +265,15 @@ def main() -> None:
             print(f"2 / 1 processes: {ratio:.2f}x")
 
         if "batching" in sections:
-            print("\n== dynamic batching: on (500 us, up to 32 rows) against off ==")
-            batched = {**env, "PREDICT_BATCH_MAX_DELAY_US": "500", "PREDICT_BATCH_MAX_SIZE": "32"}
+            print(
+                f"\n== dynamic batching: on ({args.batch_delay_us} us, up to {args.batch_size} "
+                "rows) against off =="
+            )
+            batched = {
+                **env,
+                "PREDICT_BATCH_MAX_DELAY_US": str(args.batch_delay_us),
+                "PREDICT_BATCH_MAX_SIZE": str(args.batch_size),
+            }
             with (
                 server("services.predict.app", batched) as on,
                 server("services.predict.app", env) as off,
