@@ -131,6 +131,7 @@ def predictor(
         "PREDICT_DEVICE": "auto",
         "PREDICT_PRELOAD": "mlp@production,digits",
         "PREDICT_REFRESH_INTERVAL_S": "0.5",
+        "PREDICT_MAX_REQUEST_BYTES": "65536",
     }
     command = [sys.executable, "-m", "uvicorn", "services.predict.app:app", "--factory"]
     command += ["--host", "127.0.0.1", "--port", str(port), "--no-access-log"]
@@ -314,3 +315,25 @@ def test_alias_move_reaches_the_predictor_without_failing_a_request(
         time.sleep(0.1)
     assert meta["versions"] == ["1"]
     assert "pending_error" not in meta["parameters"]
+
+
+def test_body_over_the_limit_is_413_declared_or_streamed(predictor: Predictor) -> None:
+    x = np.full((2000, 8), 0.5, np.float32)
+    body = (
+        b'{"inputs": [{"name": "features", "shape": [2000, 8], "datatype": "FP32", "data": '
+        + str(x.ravel().tolist()).encode()
+        + b"}]}"
+    )
+    assert len(body) > 65536
+    url = f"{predictor.url}/v2/models/mlp/versions/1/infer"
+    declared = httpx.post(url, content=body)
+    assert declared.status_code == 413
+    assert declared.json() == {
+        "error": f"request body of {len(body)} bytes exceeds the limit of 65536 bytes "
+        "(PREDICT_MAX_REQUEST_BYTES)"
+    }
+    streamed = httpx.post(url, content=iter([body[:40000], body[40000:]]))
+    assert streamed.status_code == 413
+    assert "exceeds the limit of 65536 bytes" in streamed.json()["error"]
+    metrics = httpx.get(f"{predictor.url}/metrics").text
+    assert 'route="/v2/models/{name}/versions/{version}/infer",status="413"' in metrics
