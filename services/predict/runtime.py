@@ -350,7 +350,8 @@ class ModelCache:
         except (ModelNotFound, VersionNotFound, NoServableVersion, AliasNotFound) as exc:
             raise InferenceError(404, str(exc)) from exc
         model = await self._load((ref[0], version))
-        self._refs.setdefault(ref, version)
+        # Just read from the registry, so at least as fresh as what the refresher saw.
+        self._refs[ref] = version
         return model
 
     async def preload(self, refs: Sequence[tuple[Ref, int | None]]) -> None:
