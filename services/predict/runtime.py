@@ -176,11 +176,7 @@ class OnnxModel:
     def load(cls, resolved: ResolvedModel, *, device: Device) -> OnnxModel:
         """Build the session and run it once on zeros, so the first request pays no warm-up."""
         try:
-            session = ort.InferenceSession(
-                resolved.onnx_bytes,
-                sess_options=session_options(),
-                providers=choose_providers(device),
-            )
+            session = _session(resolved, choose_providers(device))
         except Exception as exc:  # ORT raises its own untyped errors for bad graphs
             raise ModelLoadError(
                 f"ONNX Runtime cannot load model '{resolved.name}' "
@@ -230,6 +226,30 @@ class OnnxModel:
         """`predict` without the checks, for input the protocol layer already checked."""
         out: np.ndarray = self.session.run(self._fetch_names, {self._feed_name: x})[0]
         return out
+
+
+def _session(resolved: ResolvedModel, providers: list[str]) -> ort.InferenceSession:
+    try:
+        return ort.InferenceSession(
+            resolved.onnx_bytes, sess_options=session_options(), providers=providers
+        )
+    except Exception:
+        if providers == ["CPUExecutionProvider"]:
+            raise
+        # A CUDA provider that is listed but fails to start (driver, cuDNN, memory) must not
+        # take a model offline that the CPU can serve; the metadata then reports CPU.
+        log.warning(
+            "model '%s' version %d: session with %s failed; falling back to the CPU",
+            resolved.name,
+            resolved.version,
+            providers,
+            exc_info=True,
+        )
+        return ort.InferenceSession(
+            resolved.onnx_bytes,
+            sess_options=session_options(),
+            providers=["CPUExecutionProvider"],
+        )
 
 
 def _single(signature: dict[str, Any], key: str) -> dict[str, Any]:

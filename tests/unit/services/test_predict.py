@@ -970,3 +970,31 @@ def test_request_parameters_and_id_are_accepted(client: TestClient) -> None:
     bad = client.post("/v2/models/iris/infer", json={**infer_body(ROWS), "parameters": [1]})
     assert bad.status_code == 400
     assert bad.json() == {"error": "'parameters' must be an object"}
+
+
+def test_a_cuda_session_that_fails_falls_back_to_the_cpu(
+    tmp_path: Path, source: MemorySource, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import onnxruntime
+
+    real = onnxruntime.InferenceSession
+    asked: list[list[str]] = []
+
+    def session(*args: Any, providers: list[str], **kwargs: Any) -> Any:
+        asked.append(providers)
+        if "CUDAExecutionProvider" in providers:
+            raise RuntimeError("CUDA failure 100: no CUDA-capable device is detected")
+        return real(*args, providers=providers, **kwargs)
+
+    monkeypatch.setattr(
+        onnxruntime,
+        "get_available_providers",
+        lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"],
+    )
+    monkeypatch.setattr(onnxruntime, "InferenceSession", session)
+    with TestClient(create_app(make_settings(tmp_path), source=source)) as c:
+        response = c.post("/v2/models/iris/infer", json=infer_body(ROWS))
+        np.testing.assert_allclose(outputs_of(response), IRIS.expected(ROWS), atol=1e-5)
+        meta = c.get("/v2/models/iris").json()
+        assert meta["parameters"]["execution_provider"] == "CPUExecutionProvider"
+    assert asked == [["CUDAExecutionProvider", "CPUExecutionProvider"], ["CPUExecutionProvider"]]
