@@ -8,12 +8,19 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 from fastapi import FastAPI
 
 from services.predict.app import create_app
-from services.predict.source import ModelNotFound, ResolvedModel, VersionNotFound
+from services.predict.source import (
+    AliasNotFound,
+    ModelNotFound,
+    Ref,
+    ResolvedModel,
+    VersionNotFound,
+)
 from services.settings import PredictSettings
 
 
@@ -25,10 +32,15 @@ class FileSource:
         self.onnx_path = onnx_path
         self.signature_path = signature_path
 
-    def latest_version(self, name: str) -> int:
-        if name != self.name:
-            raise ModelNotFound(name, known=[self.name])
+    def resolve(self, ref: Ref) -> int:
+        if ref[0] != self.name:
+            raise ModelNotFound(ref[0], known=[self.name])
+        if ref[1] is not None:
+            raise AliasNotFound(ref[0], ref[1])
         return 1
+
+    def resolve_many(self, refs: Sequence[Ref]) -> dict[Ref, int]:
+        return {ref: 1 for ref in refs if ref == (self.name, None)}
 
     def load(self, name: str, version: int) -> ResolvedModel:
         if name != self.name:

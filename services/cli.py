@@ -107,6 +107,11 @@ def up(
                 predict.predict_host,
                 "--port",
                 str(predict.predict_port),
+                # Each worker process builds its own ORT sessions in the lifespan, after the fork.
+                "--workers",
+                str(predict.predict_workers),
+                # A log line per request costs more than a one-row prediction; /metrics counts.
+                "--no-access-log",
                 "--log-level",
                 "warning",
             ],

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Literal
 
+from pydantic import Field
+
 from registry.settings import RegistrySettings
 from workers.settings import BrokerSettings
 
@@ -22,10 +24,21 @@ class ApiSettings(RegistrySettings, BrokerSettings):
 class PredictSettings(RegistrySettings):
     predict_host: str = "127.0.0.1"
     predict_port: int = 8001
+    # uvicorn worker processes; each builds its own ORT sessions after the fork.
+    predict_workers: int = Field(default=1, ge=1)
     # "auto" asks ONNX Runtime for CUDA when it lists it and keeps whatever the session
     # really got; "cpu" never tries CUDA.
     predict_device: Literal["auto", "cpu"] = "auto"
-    # How long "the newest version of a model" is cached before the registry is asked again.
-    latest_version_ttl_s: float = 2.0
-    max_loaded_models: int = 16
-    max_request_bytes: int = 64 * 1024 * 1024
+    # Refs loaded (and warmed) before the server reports ready: "iris,cancer@production,x/3".
+    predict_preload: str = ""
+    # How often the refs in use (`name`, `name@alias`) are checked against the registry.
+    predict_refresh_interval_s: float = Field(default=0.5, gt=0)
+    predict_cache_max_models: int = Field(default=16, ge=1)
+    # 0: no bound on bytes (the ONNX files' sizes, a proxy for the sessions' memory).
+    predict_cache_max_bytes: int = Field(default=0, ge=0)
+    predict_max_request_bytes: int = Field(default=64 * 1024 * 1024, ge=1)
+    # Dynamic batching; off (0) by default: for tiny models on a CPU it costs more than it
+    # saves. PREDICT_BATCH_MODELS limits it to some model names (empty: all).
+    predict_batch_max_delay_us: int = Field(default=0, ge=0)
+    predict_batch_max_size: int = Field(default=32, ge=1)
+    predict_batch_models: str = ""

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import math
 from typing import Any
 
 import numpy as np
+import orjson
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel
 
@@ -72,8 +72,8 @@ async def _predict(request: Request, name: str, version: str | None) -> Response
     body = await request.body()
     model = await resolve(request, name, version)
     try:
-        payload = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
         raise InferenceError(400, f"request body is not valid JSON: {exc}") from exc
     x = _rows_to_array(payload, model)
     y = model.predict(x)
@@ -92,6 +92,12 @@ def _rows_to_array(payload: Any, model: OnnxModel) -> np.ndarray:
         raise InferenceError(400, 'request body must be {"rows": [{"<feature>": <number>, ...}]}')
     if set(payload) != {"rows"}:
         raise InferenceError(422, f"unknown fields {sorted(set(payload) - {'rows'})}; only 'rows'")
+    if model.kind != "table":
+        raise InferenceError(
+            400,
+            f"model '{model.name}' takes {model.kind} inputs of shape {model.input_shape}, "
+            f"not rows of named features; use POST /v2/models/{model.name}/infer",
+        )
     rows: list[Any] = payload["rows"]
     if not rows:
         raise InferenceError(422, "'rows' is empty; send at least one row")

@@ -1,19 +1,42 @@
-"""The predictor's view of the registry: version numbers, signatures and ONNX bytes.
+"""The predictor's view of the registry: version numbers, aliases, signatures and ONNX bytes.
 
-The ONNX file is read from the artifact store and checked against its sha256, so a
+Reads only, with its own small selects (the write side of aliases lives in the API). The
+ONNX file is read from the artifact store and checked against its sha256, so a
 corrupted artifact is refused, never served.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from collections.abc import Sequence
+
+from sqlalchemy import func, select
 
 from registry import errors, versions
 from registry.artifacts import make_artifact_store
 from registry.db import make_engine, make_sessionmaker
-from registry.models import ModelVersion, RegisteredModel
-from services.predict.source import ModelNotFound, ResolvedModel, VersionNotFound
+from registry.models import Alias, ModelVersion, RegisteredModel
+from services.predict.source import (
+    AliasNotFound,
+    ModelNotFound,
+    NoServableVersion,
+    Ref,
+    ResolvedModel,
+    VersionNotFound,
+)
 from services.settings import PredictSettings
+
+# The newest version a client gets without naming one skips archived versions.
+_NEWEST = (
+    select(RegisteredModel.name, func.max(ModelVersion.version))
+    .join(ModelVersion, ModelVersion.registered_model_id == RegisteredModel.id)
+    .where(ModelVersion.archived_at.is_(None))
+    .group_by(RegisteredModel.name)
+)
+_ALIASES = (
+    select(RegisteredModel.name, Alias.name, ModelVersion.version)
+    .join(Alias, Alias.registered_model_id == RegisteredModel.id)
+    .join(ModelVersion, ModelVersion.id == Alias.model_version_id)
+)
 
 
 class RegistrySource:
@@ -26,16 +49,42 @@ class RegistrySource:
         with self._sm() as session:
             return list(session.scalars(select(RegisteredModel.name)).all())
 
-    def latest_version(self, name: str) -> int:
+    def resolve(self, ref: Ref) -> int:
+        name, alias = ref
+        found = self.resolve_many([ref])
+        if ref in found:
+            return found[ref]
         with self._sm() as session:
-            try:
-                model = versions.get_model(session, name=name)
-            except errors.ModelNotFound:
-                raise ModelNotFound(name, known=self._known_models()) from None
-            number = versions.latest_version_number(session, model_id=model.id)
-        if number is None:
-            raise VersionNotFound(name, 1, known=[])
-        return number
+            model = session.scalars(
+                select(RegisteredModel).where(RegisteredModel.name == name)
+            ).first()
+            if model is None:
+                raise ModelNotFound(name, known=self._known_models())
+            if alias is None:
+                raise NoServableVersion(name)
+            known = session.scalars(
+                select(Alias.name).where(Alias.registered_model_id == model.id)
+            ).all()
+        raise AliasNotFound(name, alias, known=known)
+
+    def resolve_many(self, refs: Sequence[Ref]) -> dict[Ref, int]:
+        newest = {name for name, alias in refs if alias is None}
+        aliased = {name for name, alias in refs if alias is not None}
+        wanted = set(refs)
+        found: dict[Ref, int] = {}
+        with self._sm() as session:
+            if newest:
+                for name, number in session.execute(
+                    _NEWEST.where(RegisteredModel.name.in_(newest))
+                ):
+                    found[(name, None)] = number
+            if aliased:
+                for name, alias, number in session.execute(
+                    _ALIASES.where(RegisteredModel.name.in_(aliased))
+                ):
+                    if (name, alias) in wanted:
+                        found[(name, alias)] = number
+        return found
 
     def load(self, name: str, version: int) -> ResolvedModel:
         with self._sm() as session:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
+
+# A reference clients use to name "some version" of a model: (name, alias), where an
+# alias of None means the newest version that is not archived.
+Ref = tuple[str, str | None]
 
 
 @dataclass(frozen=True)
@@ -18,12 +22,19 @@ class ResolvedModel:
 
 
 class ModelSource(Protocol):
-    def latest_version(self, name: str) -> int:
-        """The newest version of `name`; raises `ModelNotFound`."""
+    def resolve(self, ref: Ref) -> int:
+        """The version `ref` points at now; raises `ModelNotFound`, `VersionNotFound`
+        (a model without a servable version) or `AliasNotFound`."""
+        ...
+
+    def resolve_many(self, refs: Sequence[Ref]) -> dict[Ref, int]:
+        """The versions of many refs at once (the alias watcher's poll); refs that no
+        longer resolve are left out."""
         ...
 
     def load(self, name: str, version: int) -> ResolvedModel:
-        """Raises `ModelNotFound` or `VersionNotFound`."""
+        """Any version by number, archived ones included; raises `ModelNotFound` or
+        `VersionNotFound`."""
         ...
 
 
@@ -49,3 +60,24 @@ class VersionNotFound(LookupError):
         if known is not None:
             message += f"; available versions: {sorted(known)}"
         super().__init__(message)
+
+
+class NoServableVersion(LookupError):
+    code = "version_not_found"
+
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"model '{name}' has no version to serve (none registered, or all archived); "
+            "ask for an archived version by number"
+        )
+
+
+class AliasNotFound(LookupError):
+    code = "alias_not_found"
+
+    def __init__(self, name: str, alias: str, *, known: Iterable[str] = ()) -> None:
+        names = sorted(known)
+        super().__init__(
+            f"alias '{alias}' of model '{name}' not found; "
+            + (f"its aliases: {names}" if names else "it has no aliases")
+        )

@@ -205,7 +205,13 @@ def test_model_metadata_reports_the_provider(stack: Stack, trained: dict[str, An
             "/v2/models/cancer/infer",
             {
                 "inputs": [
-                    {"name": "features", "shape": [1, 30], "datatype": "BOOL", "data": [True] * 30}
+                    # BOOL and small integers convert to FP32 exactly; these do not.
+                    {
+                        "name": "features",
+                        "shape": [1, 30],
+                        "datatype": "INT64",
+                        "data": [2**25] * 30,
+                    }
                 ]
             },
             400,

@@ -78,13 +78,6 @@ def test_the_onnx_artifact_answers_an_image_like_keras(stack: Stack, cnn: dict[s
     assert np.max(np.abs(got - expected)) < 1e-4
 
 
-# TODO(issue 3, predictor half): the prediction service on this branch accepts only
-# [n, F] inputs, so it refuses this [1, 8, 8, 1] request. The other half of issue 3 makes
-# the predictor read N-d signatures; once merged this test must pass, and strict=True
-# turns an unexpected pass into a failure so the marker gets removed then.
-@pytest.mark.xfail(
-    strict=True, reason="TODO: the predictor on this branch refuses N-d inputs (issue 3)"
-)
 def test_v2_infer_takes_one_image(stack: Stack, cnn: dict[str, Any]) -> None:
     mv = cnn["version"]
     image = load_digits().images.astype(np.float32)[:1, :, :, np.newaxis]

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,13 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from services.predict.app import create_app
 from services.predict.runtime import ModelLoadError, OnnxModel
-from services.predict.source import ModelNotFound, ResolvedModel, VersionNotFound
+from services.predict.source import (
+    AliasNotFound,
+    ModelNotFound,
+    Ref,
+    ResolvedModel,
+    VersionNotFound,
+)
 from services.settings import PredictSettings
 
 F = 4
@@ -92,14 +99,29 @@ class MemorySource:
     def __init__(self) -> None:
         self.models: dict[str, dict[int, ResolvedModel]] = {}
         self.loads: list[tuple[str, int]] = []
+        self.aliases: dict[tuple[str, str], int] = {}
 
     def add(self, name: str, version: int, onnx_model: bytes, sig: dict[str, Any]) -> None:
         self.models.setdefault(name, {})[version] = ResolvedModel(name, version, onnx_model, sig)
 
-    def latest_version(self, name: str) -> int:
+    def resolve(self, ref: Ref) -> int:
+        name, alias = ref
         if name not in self.models:
             raise ModelNotFound(name, known=self.models)
-        return max(self.models[name])
+        if alias is None:
+            return max(self.models[name])
+        if (name, alias) not in self.aliases:
+            raise AliasNotFound(name, alias, known=[a for n, a in self.aliases if n == name])
+        return self.aliases[(name, alias)]
+
+    def resolve_many(self, refs: Sequence[Ref]) -> dict[Ref, int]:
+        found = {}
+        for ref in refs:
+            try:
+                found[ref] = self.resolve(ref)
+            except LookupError:
+                pass
+        return found
 
     def load(self, name: str, version: int) -> ResolvedModel:
         if name not in self.models:
@@ -266,12 +288,45 @@ def test_nested_and_flat_data_agree(client: TestClient) -> None:
     np.testing.assert_allclose(outputs_of(flat), IRIS.expected(ROWS), atol=1e-5)
 
 
-@pytest.mark.parametrize("datatype", ["FP64", "INT32", "INT64"])
-def test_other_numeric_datatypes_are_converted(client: TestClient, datatype: str) -> None:
-    x = np.array([[1, -2, 3, 0]], np.float32)
-    response = client.post("/v2/models/diabetes/infer", json=infer_body(x, datatype=datatype))
-    assert response.status_code == 200
-    np.testing.assert_allclose(outputs_of(response), REG.expected(x), atol=1e-5)
+@pytest.mark.parametrize(
+    ("datatype", "data"),
+    [
+        ("FP64", [[1.5, -2.25, 3.0, 0.125]]),
+        ("FP16", [[1.5, -2.25, 3.0, 0.125]]),
+        ("INT32", [[1, -2, 3, 0]]),
+        ("INT64", [[1, -2, 3, 16777216]]),
+        ("BOOL", [[True, False, True, True]]),
+    ],
+)
+def test_other_datatypes_are_converted_when_lossless(
+    client: TestClient, datatype: str, data: list[list[Any]]
+) -> None:
+    response = client.post("/v2/models/diabetes/infer", json=infer_body(data, datatype=datatype))
+    assert response.status_code == 200, response.text
+    x = np.array(data, np.float32)
+    np.testing.assert_allclose(outputs_of(response), REG.expected(x), rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("datatype", "data", "message"),
+    [
+        ("INT64", [[1, 2, 3, 2**24 + 1]], "integers above 16777216 in magnitude do not convert"),
+        ("FP64", [[1.0, 2.0, 3.0, 1e300]], "values overflow FP32"),
+        ("INT32", [[1.5, 2, 3, 4]], "datatype INT32, so 'data' must hold only integers"),
+        ("BOOL", [[1, 0, 1, 1]], "datatype BOOL, so 'data' must hold only true/false"),
+        ("FP32", [["1", 2, 3, 4]], "datatype FP32, so 'data' must hold only numbers"),
+        ("FP32", [[None, 2, 3, 4]], "must hold only numbers (no null)"),
+        ("STRING", [[1, 2, 3, 4]], "datatype 'STRING' is not one of"),
+    ],
+)
+def test_lossy_or_wrong_datatypes_are_400_and_say_what_the_model_takes(
+    client: TestClient, datatype: str, data: list[list[Any]], message: str
+) -> None:
+    response = client.post("/v2/models/diabetes/infer", json=infer_body(data, datatype=datatype))
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert message in error
+    assert "FP32" in error or "datatype" in error
 
 
 def test_requested_output_by_name(client: TestClient) -> None:
@@ -295,11 +350,11 @@ def _with(body: dict[str, Any], **tensor: Any) -> dict[str, Any]:
         ),
         (
             _with(infer_body(ROWS), datatype="BOOL"),
-            "input 'features' datatype 'BOOL' is not supported; send FP32",
+            "input 'features' has datatype BOOL, so 'data' must hold only true/false",
         ),
         (
             _with(infer_body(ROWS), datatype="BYTES"),
-            "input 'features' datatype 'BYTES' is not supported",
+            "input 'features' datatype 'BYTES' is not one of ['BOOL', 'UINT8'",
         ),
         (
             infer_body(ROWS[:, :3]),
@@ -319,7 +374,7 @@ def _with(body: dict[str, Any], **tensor: Any) -> dict[str, Any]:
         ),
         (
             _with(infer_body(ROWS[:1]), data=[1, None, 2, 3]),
-            "input 'features' contains NaN, infinity or null values",
+            "input 'features' has datatype FP32, so 'data' must hold only numbers (no null)",
         ),
         ({"inputs": []}, "request needs 'inputs'"),
         (
@@ -412,8 +467,8 @@ def test_binary_input_with_json_output(client: TestClient) -> None:
 
 
 class FailingSource(MemorySource):
-    def latest_version(self, name: str) -> int:
-        raise RuntimeError(f"registry database is down, cannot look up {name}")
+    def resolve(self, ref: Ref) -> int:
+        raise RuntimeError(f"registry database is down, cannot look up {ref}")
 
 
 def test_unexpected_errors_are_json_500(tmp_path: Path) -> None:
@@ -511,20 +566,20 @@ def test_friendly_refuses_a_body_without_rows(client: TestClient) -> None:
 
 
 def test_request_over_the_limit_is_413(tmp_path: Path, source: MemorySource) -> None:
-    app = create_app(make_settings(tmp_path, max_request_bytes=100), source=source)
+    app = create_app(make_settings(tmp_path, predict_max_request_bytes=100), source=source)
     with TestClient(app) as c:
         big = json.dumps(infer_body(np.zeros((10, F), np.float32))).encode()
         response = c.post("/v2/models/cancer/infer", content=big)
         assert response.status_code == 413
         assert response.json() == {
             "error": f"request body of {len(big)} bytes exceeds the limit of 100 bytes "
-            "(max_request_bytes)"
+            "(PREDICT_MAX_REQUEST_BYTES)"
         }
 
         chunked = c.post("/v2/models/cancer/infer", content=iter([big[:60], big[60:]]))
         assert chunked.status_code == 413
         assert chunked.json() == {
-            "error": "request body exceeds the limit of 100 bytes (max_request_bytes)"
+            "error": "request body exceeds the limit of 100 bytes (PREDICT_MAX_REQUEST_BYTES)"
         }
 
         small = json.dumps(infer_body([[0, 0, 0, 0]])).encode()
@@ -568,7 +623,7 @@ def test_two_apps_have_separate_metrics(tmp_path: Path) -> None:
 
 
 def test_lru_eviction_at_max_loaded_models(tmp_path: Path, source: MemorySource) -> None:
-    app = create_app(make_settings(tmp_path, max_loaded_models=2), source=source)
+    app = create_app(make_settings(tmp_path, predict_cache_max_models=2), source=source)
     with TestClient(app) as c:
         for path in ("cancer/versions/1", "cancer/versions/2", "cancer/versions/1", "iris"):
             assert c.post(f"/v2/models/{path}/infer", json=infer_body(ROWS)).status_code == 200
@@ -580,16 +635,22 @@ def test_lru_eviction_at_max_loaded_models(tmp_path: Path, source: MemorySource)
         assert app.state.model_cache.loaded() == [("iris", 1), ("cancer", 2)]
 
 
-@pytest.mark.parametrize(("ttl", "served"), [(60.0, "1"), (0.0, "2")])
-def test_newest_version_is_cached_for_the_ttl(tmp_path: Path, ttl: float, served: str) -> None:
+def test_newest_version_follows_the_registry_within_the_refresh_interval(
+    tmp_path: Path,
+) -> None:
     source = MemorySource()
     source.add("cancer", 1, BIN_V1.onnx, BIN_V1.signature)
-    app = create_app(make_settings(tmp_path, latest_version_ttl_s=ttl), source=source)
+    app = create_app(make_settings(tmp_path, predict_refresh_interval_s=0.05), source=source)
     with TestClient(app) as c:
-        assert c.post("/v2/models/cancer/infer", json=infer_body(ROWS)).status_code == 200
+        first = c.post("/v2/models/cancer/infer", json=infer_body(ROWS))
+        assert first.json()["model_version"] == "1"
         source.add("cancer", 2, BIN_V2.onnx, BIN_V2.signature)
-        after = c.post("/v2/models/cancer/infer", json=infer_body(ROWS))
-        assert after.json()["model_version"] == served
+        deadline = time.monotonic() + 5
+        served = "1"
+        while served == "1" and time.monotonic() < deadline:
+            response = c.post("/v2/models/cancer/infer", json=infer_body(ROWS))
+            served = response.json()["model_version"]
+        assert served == "2"
 
 
 # --- runtime ---------------------------------------------------------------------------
@@ -620,3 +681,320 @@ def test_predictor_never_imports_tensorflow_or_training() -> None:
         [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --- N-d inputs, aliases, preload, cache bounds, batching, providers --------------------
+
+
+def cnn_onnx(seed: int) -> tuple[bytes, dict[str, Any], np.ndarray, np.ndarray]:
+    """(n, 4, 4, 1) images → Flatten → Dense 3 softmax: the N-d contract for images."""
+    rng = np.random.default_rng(seed)
+    w = rng.normal(size=(16, 3)).astype(np.float32)
+    b = rng.normal(size=(3,)).astype(np.float32)
+    graph = helper.make_graph(
+        [
+            helper.make_node("Flatten", ["features"], ["flat"], axis=1),
+            helper.make_node("MatMul", ["flat", "W"], ["z0"]),
+            helper.make_node("Add", ["z0", "b"], ["z"]),
+            helper.make_node("Softmax", ["z"], ["output"], axis=-1),
+        ],
+        "img",
+        [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["N", 4, 4, 1])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["N", 3])],
+        initializer=[numpy_helper.from_array(w, "W"), numpy_helper.from_array(b, "b")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 10
+    sig = {
+        "inputs": [{"name": "features", "datatype": "FP32", "shape": [-1, 4, 4, 1]}],
+        "outputs": [{"name": "output", "datatype": "FP32", "shape": [-1, 3]}],
+        "kind": "image",
+        "feature_names": None,
+        "task": "multiclass",
+        "class_labels": ["a", "b", "c"],
+        "target": "y",
+    }
+    return model.SerializeToString(), sig, w, b
+
+
+IMG_ONNX, IMG_SIG, IMG_W, IMG_B = cnn_onnx(7)
+
+
+def softmax_rows(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return np.asarray(e / e.sum(axis=1, keepdims=True))
+
+
+@pytest.fixture
+def img_client(tmp_path: Path, source: MemorySource) -> Iterator[TestClient]:
+    source.add("img", 1, IMG_ONNX, IMG_SIG)
+    with TestClient(create_app(make_settings(tmp_path), source=source)) as c:
+        yield c
+
+
+def test_image_model_takes_nd_inputs(img_client: TestClient) -> None:
+    x = np.random.default_rng(0).normal(size=(2, 4, 4, 1)).astype(np.float32)
+    response = img_client.post("/v2/models/img/infer", json=infer_body(x))
+    assert response.status_code == 200, response.text
+    expected = softmax_rows(x.reshape(2, 16).astype(np.float64) @ IMG_W + IMG_B)
+    np.testing.assert_allclose(outputs_of(response), expected, atol=1e-5)
+    meta = img_client.get("/v2/models/img").json()
+    assert meta["inputs"][0]["shape"] == [-1, 4, 4, 1]
+    assert meta["parameters"]["kind"] == "image"
+
+    flat = img_client.post("/v2/models/img/infer", json=infer_body(x.reshape(2, 16)))
+    assert flat.status_code == 400
+    assert "expects shape [-1, 4, 4, 1], got [2, 16]" in flat.json()["error"]
+
+
+def test_friendly_route_refuses_an_image_model(img_client: TestClient) -> None:
+    response = img_client.post("/predict/img", json={"rows": [{"a": 1}]})
+    assert response.status_code == 400
+    assert "takes image inputs of shape [-1, 4, 4, 1]" in response.json()["error"]
+    assert "/v2/models/img/infer" in response.json()["error"]
+
+
+def test_alias_in_every_model_route(client: TestClient, source: MemorySource) -> None:
+    source.aliases[("cancer", "production")] = 1
+    infer = client.post("/v2/models/cancer@production/infer", json=infer_body(ROWS))
+    assert infer.json()["model_version"] == "1"
+    np.testing.assert_allclose(outputs_of(infer), BIN_V1.expected(ROWS), atol=1e-5)
+    meta = client.get("/v2/models/cancer@production").json()
+    assert meta["versions"] == ["1"]
+    assert meta["parameters"]["alias"] == "production"
+    ready = client.get("/v2/models/cancer@production/ready")
+    assert ready.json() == {"name": "cancer", "version": "1", "ready": True}
+    friendly = client.post("/predict/cancer@production", json=rows_payload(ROWS[:1]))
+    assert friendly.json()["model_version"] == 1
+
+
+def test_unknown_alias_is_404_and_lists_the_aliases(
+    client: TestClient, source: MemorySource
+) -> None:
+    source.aliases[("cancer", "production")] = 1
+    response = client.post("/v2/models/cancer@staging/infer", json=infer_body(ROWS))
+    assert response.status_code == 404
+    assert response.json() == {
+        "error": "alias 'staging' of model 'cancer' not found; its aliases: ['production']"
+    }
+
+
+@pytest.mark.parametrize(
+    ("path", "message"),
+    [
+        ("/v2/models/cancer@production/versions/1/infer", "not both"),
+        ("/v2/models/cancer@/infer", "must be 'name' or 'name@alias'"),
+        ("/v2/models/cancer/versions/0/infer", "version must be a positive integer"),
+    ],
+)
+def test_bad_model_references_are_400(client: TestClient, path: str, message: str) -> None:
+    response = client.post(path, json=infer_body(ROWS))
+    assert response.status_code == 400
+    assert message in response.json()["error"]
+
+
+def test_preloaded_models_load_before_ready(tmp_path: Path, source: MemorySource) -> None:
+    settings = make_settings(tmp_path, predict_preload="iris, cancer/1")
+    with TestClient(create_app(settings, source=source)) as c:
+        assert source.loads == [("iris", 1), ("cancer", 1)]
+        assert c.get("/v2/health/ready").status_code == 200
+        c.post("/v2/models/iris/infer", json=infer_body(ROWS))
+        assert source.loads == [("iris", 1), ("cancer", 1)]
+
+
+def test_a_preload_that_cannot_load_stops_the_start(tmp_path: Path, source: MemorySource) -> None:
+    settings = make_settings(tmp_path, predict_preload="nope")
+    with (
+        pytest.raises(Exception, match="model 'nope' not found"),
+        TestClient(create_app(settings, source=source)),
+    ):
+        pass
+
+
+def test_cache_is_bounded_by_bytes(tmp_path: Path, source: MemorySource) -> None:
+    limit = len(BIN_V1.onnx) + len(IRIS.onnx) - 1  # room for one of the two at a time
+    settings = make_settings(tmp_path, predict_cache_max_bytes=limit)
+    with TestClient(create_app(settings, source=source)) as c:
+        c.post("/v2/models/cancer/versions/1/infer", json=infer_body(ROWS))
+        c.post("/v2/models/iris/infer", json=infer_body(ROWS))
+        text = c.get("/metrics").text
+        assert _sample(text, "kiln_predict_loaded_models", {}) == 1
+        assert _sample(text, "kiln_predict_loaded_bytes", {}) == len(IRIS.onnx)
+        c.post("/v2/models/cancer/versions/1/infer", json=infer_body(ROWS))
+    assert source.loads == [("cancer", 1), ("iris", 1), ("cancer", 1)]
+
+
+def test_metrics_report_provider_cache_hits_and_loads(client: TestClient) -> None:
+    for _ in range(3):
+        client.post("/v2/models/iris/infer", json=infer_body(ROWS))
+    text = client.get("/metrics").text
+    info = {"model": "iris", "version": "1", "provider": "CPUExecutionProvider"}
+    assert _sample(text, "kiln_predict_model_info", info) == 1
+    assert _sample(text, "kiln_predict_cache_loads_total", {}) == 1
+    assert _sample(text, "kiln_predict_cache_hits_total", {}) == 2
+
+
+def test_cuda_listed_but_not_given_is_reported_as_cpu(
+    tmp_path: Path, source: MemorySource, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # onnxruntime-gpu without the CUDA libraries lists CUDA and then runs on the CPU.
+    import onnxruntime
+
+    from services.predict import runtime
+
+    monkeypatch.setattr(
+        onnxruntime,
+        "get_available_providers",
+        lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"],
+    )
+    assert runtime.choose_providers("auto") == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert runtime.choose_providers("cpu") == ["CPUExecutionProvider"]
+    with TestClient(create_app(make_settings(tmp_path), source=source)) as c:
+        meta = c.get("/v2/models/iris").json()
+        assert meta["parameters"]["execution_provider"] == "CPUExecutionProvider"
+        predicted = c.post("/predict/iris", json=rows_payload(ROWS)).json()
+        assert predicted["provider"] == "CPUExecutionProvider"
+
+
+def test_dynamic_batching_serves_concurrent_requests_with_one_run() -> None:
+    import asyncio
+
+    from services.predict.batching import Batcher
+
+    model = OnnxModel.load(ResolvedModel("iris", 1, IRIS.onnx, IRIS.signature), device="cpu")
+    batches: list[tuple[int, int]] = []
+    batcher = Batcher(
+        model, max_delay_s=0.05, max_size=64, on_batch=lambda _m, n, rows: batches.append((n, rows))
+    )
+    rows = [ROWS[i : i + 1] for i in range(3)] + [ROWS]
+
+    async def main() -> list[np.ndarray]:
+        return list(await asyncio.gather(*(batcher.submit(x) for x in rows)))
+
+    results = asyncio.run(main())
+    assert batches == [(4, 6)]
+    for x, y in zip(rows, results, strict=True):
+        np.testing.assert_allclose(y, IRIS.expected(x), atol=1e-5)
+
+
+def test_dynamic_batching_through_the_app(tmp_path: Path, source: MemorySource) -> None:
+    settings = make_settings(tmp_path, predict_batch_max_delay_us=200, predict_batch_models="iris")
+    with TestClient(create_app(settings, source=source)) as c:
+        response = c.post("/v2/models/iris/infer", json=infer_body(ROWS))
+        np.testing.assert_allclose(outputs_of(response), IRIS.expected(ROWS), atol=1e-5)
+        assert c.get("/v2/models/iris").json()["parameters"]["dynamic_batching"] is True
+        assert c.get("/v2/models/cancer").json()["parameters"]["dynamic_batching"] is False
+        text = c.get("/metrics").text
+        assert _sample(text, "kiln_predict_batch_rows_count", {"model": "iris"}) == 1
+        assert _sample(text, "kiln_predict_batch_rows_sum", {"model": "iris"}) == 3
+
+
+def test_alias_move_to_a_broken_version_keeps_serving_the_old_one(
+    tmp_path: Path, source: MemorySource
+) -> None:
+    source.add("cancer", 3, b"not onnx", BIN_V1.signature)
+    source.aliases[("cancer", "production")] = 1
+    settings = make_settings(tmp_path, predict_refresh_interval_s=0.05)
+    with TestClient(create_app(settings, source=source)) as c:
+        url = "/v2/models/cancer@production"
+        assert c.post(f"{url}/infer", json=infer_body(ROWS)).json()["model_version"] == "1"
+        source.aliases[("cancer", "production")] = 3
+        deadline = time.monotonic() + 5
+        meta = c.get(url).json()
+        while "pending_error" not in meta["parameters"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+            meta = c.get(url).json()
+        assert meta["versions"] == ["1"]
+        assert meta["parameters"]["pending_version"] == 3
+        assert "cannot load model 'cancer' version 3" in meta["parameters"]["pending_error"]
+        assert c.post(f"{url}/infer", json=infer_body(ROWS)).json()["model_version"] == "1"
+        text = c.get("/metrics").text
+        failed = {"ref": "cancer@production", "version": "3"}
+        assert _sample(text, "kiln_predict_alias_switch_failures_total", failed) == 1
+
+
+def test_a_broken_version_is_not_rebuilt_on_every_request(
+    tmp_path: Path, source: MemorySource
+) -> None:
+    source.add("cancer", 3, b"not onnx", BIN_V1.signature)
+    with TestClient(create_app(make_settings(tmp_path), source=source)) as c:
+        for _ in range(3):
+            response = c.post("/v2/models/cancer/versions/3/infer", json=infer_body(ROWS))
+            assert response.status_code == 500
+            assert "ONNX Runtime cannot load model 'cancer' version 3" in response.json()["error"]
+    assert source.loads.count(("cancer", 3)) == 1
+
+
+def test_sequence_model_checks_steps_and_features() -> None:
+    rng = np.random.default_rng(9)
+    w = rng.normal(size=(6, 1)).astype(np.float32)
+    graph = helper.make_graph(
+        [
+            helper.make_node("Flatten", ["features"], ["flat"], axis=1),
+            helper.make_node("MatMul", ["flat", "W"], ["output"]),
+        ],
+        "seq",
+        [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["N", 3, 2])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["N", 1])],
+        initializer=[numpy_helper.from_array(w, "W")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 10
+    sig = {
+        "inputs": [{"name": "features", "datatype": "FP32", "shape": [-1, 3, 2]}],
+        "outputs": [{"name": "output", "datatype": "FP32", "shape": [-1, 1]}],
+        "kind": "sequence",
+        "feature_names": ["price", "volume"],
+        "window": {"steps": 3, "horizon": 1, "target": "price"},
+        "task": "regression",
+        "class_labels": None,
+        "target": "price",
+    }
+    loaded = OnnxModel.load(ResolvedModel("seq", 1, model.SerializeToString(), sig), device="cpu")
+    x = rng.normal(size=(4, 3, 2)).astype(np.float32)
+    np.testing.assert_allclose(loaded.predict(x), x.reshape(4, 6) @ w, atol=1e-5)
+    with pytest.raises(ModelLoadError, match="lists 3 feature_names but input 'features' has 2"):
+        OnnxModel.load(
+            ResolvedModel(
+                "seq", 1, model.SerializeToString(), {**sig, "feature_names": ["a", "b", "c"]}
+            ),
+            device="cpu",
+        )
+
+
+def test_request_parameters_and_id_are_accepted(client: TestClient) -> None:
+    body = {**infer_body(ROWS), "id": "req-7", "parameters": {"priority": 1}}
+    response = client.post("/v2/models/iris/infer", json=body)
+    assert response.status_code == 200
+    assert response.json()["id"] == "req-7"
+    bad = client.post("/v2/models/iris/infer", json={**infer_body(ROWS), "parameters": [1]})
+    assert bad.status_code == 400
+    assert bad.json() == {"error": "'parameters' must be an object"}
+
+
+def test_a_cuda_session_that_fails_falls_back_to_the_cpu(
+    tmp_path: Path, source: MemorySource, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import onnxruntime
+
+    real = onnxruntime.InferenceSession
+    asked: list[list[str]] = []
+
+    def session(*args: Any, providers: list[str], **kwargs: Any) -> Any:
+        asked.append(providers)
+        if "CUDAExecutionProvider" in providers:
+            raise RuntimeError("CUDA failure 100: no CUDA-capable device is detected")
+        return real(*args, providers=providers, **kwargs)
+
+    monkeypatch.setattr(
+        onnxruntime,
+        "get_available_providers",
+        lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"],
+    )
+    monkeypatch.setattr(onnxruntime, "InferenceSession", session)
+    with TestClient(create_app(make_settings(tmp_path), source=source)) as c:
+        response = c.post("/v2/models/iris/infer", json=infer_body(ROWS))
+        np.testing.assert_allclose(outputs_of(response), IRIS.expected(ROWS), atol=1e-5)
+        meta = c.get("/v2/models/iris").json()
+        assert meta["parameters"]["execution_provider"] == "CPUExecutionProvider"
+    assert asked == [["CUDAExecutionProvider", "CPUExecutionProvider"], ["CPUExecutionProvider"]]
