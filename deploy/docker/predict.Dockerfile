@@ -45,4 +45,5 @@ EXPOSE 8001
 HEALTHCHECK --interval=15s --timeout=5s --start-period=20s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8001/v2/health/ready', timeout=4)"]
 
-CMD ["uvicorn", "services.predict.app:app", "--factory", "--host", "0.0.0.0", "--port", "8001"]
+# One process per container (scale with replicas); no access log: it costs more than the model.
+CMD ["uvicorn", "services.predict.app:app", "--factory", "--host", "0.0.0.0", "--port", "8001", "--no-access-log"]
