@@ -99,6 +99,7 @@ def register_version(
     keras_sha256: str,
     library_versions: dict[str, str],
     device: str,
+    test_metrics: dict[str, Any] | None = None,
 ) -> ModelVersion:
     """Add the next version of `model_name`; idempotent per job (a redelivery returns it again).
 
@@ -127,6 +128,7 @@ def register_version(
                     keras_sha256=keras_sha256,
                     library_versions=library_versions,
                     device=device,
+                    test_metrics=test_metrics,
                 )
                 session.add(version)
         except IntegrityError:

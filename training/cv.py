@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sklearn.model_selection import KFold, StratifiedKFold
+from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
+from sklearn.utils import resample
+from sklearn.utils.class_weight import compute_class_weight
 
 from training.builder import build_model, import_keras, standardiser_stats
 from training.errors import Cancelled, NonFiniteLoss
@@ -52,8 +54,13 @@ def run_kfold(
     on_epoch: OnEpoch | None = None,
     should_stop: ShouldStop | None = None,
     on_fold: OnFold | None = None,
+    label_weights: dict[int, float] | None = None,
 ) -> list[FoldResult]:
-    """Train and score one model per fold; ``on_fold`` gets each result as it is done."""
+    """Train and score one model per fold; ``on_fold`` gets each result as it is done.
+
+    ``label_weights`` are the spec's per-label class weights keyed by class index (the
+    caller maps labels to indices); "balanced" weights are computed from each fold's rows.
+    """
     X = np.asarray(X, dtype=np.float32)
     splitter: StratifiedKFold | KFold
     if spec.task == "regression":
@@ -71,18 +78,22 @@ def run_kfold(
             fold=fold,
             on_epoch=on_epoch,
             should_stop=should_stop,
+            label_weights=label_weights,
         )
-        output = _predict(model, X[val_idx])
-        metrics: dict[str, MetricValue]
-        if spec.task == "regression":
-            metrics = dict(regression_metrics(y[val_idx], output))
-        else:
-            metrics = classification_metrics(y[val_idx], output, n_classes=n_classes_of(spec))
+        metrics = score(model, X[val_idx], y[val_idx], spec=spec)
         result = FoldResult(fold, len(train_idx), len(val_idx), metrics, history)
         results.append(result)
         if on_fold is not None:
             on_fold(result)
     return results
+
+
+def score(model: Any, X: np.ndarray, y: np.ndarray, *, spec: ModelSpec) -> dict[str, MetricValue]:
+    """The fold (or test-set) metrics of a trained model on rows it did not train on."""
+    output = _predict(model, np.asarray(X, dtype=np.float32))
+    if spec.task == "regression":
+        return dict(regression_metrics(y, output))
+    return classification_metrics(y, output, n_classes=n_classes_of(spec))
 
 
 def fit_full(
@@ -92,8 +103,9 @@ def fit_full(
     spec: ModelSpec,
     on_epoch: OnEpoch | None = None,
     should_stop: ShouldStop | None = None,
+    label_weights: dict[int, float] | None = None,
 ) -> keras.Model:
-    """Train the model that is exported, on every row, for the spec's epochs."""
+    """Train the model that is exported, on every row given, with the spec's fit options."""
     model, _ = _fit(
         np.asarray(X, dtype=np.float32),
         y,
@@ -103,6 +115,7 @@ def fit_full(
         fold=None,
         on_epoch=on_epoch,
         should_stop=should_stop,
+        label_weights=label_weights,
     )
     return model
 
@@ -117,25 +130,92 @@ def _fit(
     fold: int | None,
     on_epoch: OnEpoch | None,
     should_stop: ShouldStop | None,
+    label_weights: dict[int, float] | None = None,
 ) -> tuple[Any, dict[str, list[float]]]:
     keras = import_keras()
     # Seed before building too: the initial weights are drawn when layers are built.
     keras.utils.set_random_seed(spec.seed)
+    classify = spec.task != "regression"
+    if spec.validation_split > 0:
+        # Held out of this fit's own rows: early stopping and the plateau never look at
+        # the rows the fold is scored on. The curves' val_* are then these rows' values.
+        X, X_val, y, y_val = train_test_split(
+            X,
+            y,
+            test_size=spec.validation_split,
+            random_state=spec.seed,
+            stratify=y if classify else None,
+        )
+        validation = (X_val, y_val)
     mean, std = standardiser_stats(X)
+    if spec.oversample:
+        X, y = oversample(X, y, seed=spec.seed)
     model = build_model(spec, n_features=X.shape[1], mean=mean, std=std)
     validation_data = None
     if validation is not None:
         validation_data = (validation[0], _target(validation[1], spec))
+    callbacks = [_watch(keras, spec, phase, fold, on_epoch, should_stop)]
+    if spec.early_stopping is not None:
+        es = spec.early_stopping
+        callbacks.append(
+            keras.callbacks.EarlyStopping(
+                monitor=es.monitor,
+                patience=es.patience,
+                min_delta=es.min_delta,
+                restore_best_weights=es.restore_best_weights,
+            )
+        )
+    if spec.reduce_lr_on_plateau is not None:
+        rp = spec.reduce_lr_on_plateau
+        callbacks.append(
+            keras.callbacks.ReduceLROnPlateau(
+                monitor=rp.monitor, factor=rp.factor, patience=rp.patience, min_lr=rp.min_lr
+            )
+        )
     history = model.fit(
         X,
         _target(y, spec),
         epochs=spec.epochs,
         batch_size=spec.batch_size,
         validation_data=validation_data,
-        callbacks=[_watch(keras, spec, phase, fold, on_epoch, should_stop)],
+        class_weight=class_weights(spec, y, label_weights) if classify else None,
+        callbacks=callbacks,
         verbose=0,
     )
     return model, {k: [float(v) for v in vs] for k, vs in history.history.items()}
+
+
+def class_weights(
+    spec: ModelSpec, y: np.ndarray, label_weights: dict[int, float] | None
+) -> dict[int, float] | None:
+    """Keras's ``class_weight`` for these training rows, keyed by class index."""
+    if spec.class_weight is None:
+        return None
+    if spec.class_weight == "balanced":
+        classes = np.unique(y)
+        weights = compute_class_weight("balanced", classes=classes, y=y)
+        return {int(c): float(w) for c, w in zip(classes, weights, strict=True)}
+    if label_weights is None:
+        raise ValueError("the spec names class weights per label; pass them keyed by index")
+    return label_weights
+
+
+def oversample(X: np.ndarray, y: np.ndarray, *, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Repeat random rows of every smaller class until each has as many as the largest."""
+    classes, counts = np.unique(y, return_counts=True)
+    biggest = int(counts.max())
+    parts = [np.arange(len(y))]
+    for c, n in zip(classes, counts, strict=True):
+        if n < biggest:
+            rows = np.flatnonzero(y == c)
+            parts.append(
+                resample(rows, replace=True, n_samples=biggest - int(n), random_state=seed + int(c))
+            )
+    index = np.concatenate(parts)
+    # Shuffled once here so the repeated rows are not all in the last batches; Keras
+    # shuffles again every epoch.
+    index = np.random.default_rng(seed).permutation(index)
+    return X[index], y[index]
 
 
 def _predict(model: Any, X: np.ndarray, chunk: int = 8192) -> np.ndarray:

@@ -6,6 +6,7 @@ was validated). It must never import TensorFlow or Keras: the API imports it.
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -65,6 +66,27 @@ class Optimizer(_Strict):
     learning_rate: float = Field(default=0.001, gt=0.0, le=10.0)
 
 
+Monitor = Literal["loss", "val_loss", "accuracy", "val_accuracy", "mae", "val_mae"]
+
+
+class EarlyStopping(_Strict):
+    """Keras's EarlyStopping: stop a fit when ``monitor`` stops improving."""
+
+    monitor: Monitor = "val_loss"
+    patience: int = Field(default=10, ge=1, le=10000)
+    min_delta: float = Field(default=0.0, ge=0.0)
+    restore_best_weights: bool = True
+
+
+class ReduceLROnPlateau(_Strict):
+    """Keras's ReduceLROnPlateau: multiply the learning rate by ``factor`` on a plateau."""
+
+    monitor: Monitor = "val_loss"
+    factor: float = Field(default=0.1, gt=0.0, lt=1.0)
+    patience: int = Field(default=10, ge=1, le=10000)
+    min_lr: float = Field(default=0.0, ge=0.0)
+
+
 class ModelSpec(_Strict):
     """A Keras Sequential model and how to train and score it.
 
@@ -80,6 +102,32 @@ class ModelSpec(_Strict):
     batch_size: int = Field(default=32, ge=1, le=65536)
     k_folds: int = Field(default=5, ge=2, le=50)
     seed: int = Field(default=0, ge=0, le=2**31 - 1)
+
+    # How each fit runs (issue 3, training-run half). Validated in _fit_options below.
+    early_stopping: EarlyStopping | None = None
+    reduce_lr_on_plateau: ReduceLROnPlateau | None = None
+    validation_split: float = Field(
+        default=0.0,
+        ge=0.0,
+        lt=0.5,
+        description="Share of each fold's training rows held out (stratified) to monitor "
+        "val_* metrics for early stopping and reduce-on-plateau.",
+    )
+    class_weight: Literal["balanced"] | dict[str, Annotated[float, Field(gt=0.0)]] | None = Field(
+        default=None, description="'balanced', or a weight per class label."
+    )
+    oversample: bool = Field(
+        default=False,
+        description="Randomly repeat rows of the smaller classes in each fold's training rows "
+        "until every class has as many as the largest.",
+    )
+    test_split: float = Field(
+        default=0.0,
+        ge=0.0,
+        lt=0.5,
+        description="Share of rows (stratified) held out before k-fold; the final model is "
+        "scored on them and the scores stored as the version's test_metrics.",
+    )
 
     @model_validator(mode="after")
     def _fits_task(self) -> ModelSpec:
@@ -105,6 +153,37 @@ class ModelSpec(_Strict):
             raise ValueError(
                 "a regression model's output layer must be Dense(units=1, activation='linear'); "
                 f"got Dense(units={last.units}, activation={last.activation!r})"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _fit_options(self) -> ModelSpec:
+        for name in ("early_stopping", "reduce_lr_on_plateau"):
+            option = getattr(self, name)
+            if option is None:
+                continue
+            monitor = option.monitor
+            if monitor.startswith("val_") and self.validation_split == 0:
+                raise ValueError(
+                    f"{name}.monitor={monitor!r} needs validation rows: set validation_split "
+                    "(for example 0.2), or monitor 'loss'"
+                )
+            metric = monitor.removeprefix("val_")
+            allowed = ("loss", "mae") if self.task == "regression" else ("loss", "accuracy")
+            if metric not in allowed:
+                expected = [m for a in allowed for m in (a, f"val_{a}")]
+                raise ValueError(
+                    f"{name}.monitor={monitor!r} is not reported for task {self.task!r}; "
+                    f"expected one of {expected}"
+                )
+        if self.class_weight is not None and self.oversample:
+            raise ValueError(
+                "class_weight and oversample both correct class imbalance; choose one of them"
+            )
+        if self.task == "regression" and (self.class_weight is not None or self.oversample):
+            raise ValueError(
+                "class_weight and oversample apply to classification; task 'regression' has "
+                "no classes"
             )
         return self
 
@@ -137,11 +216,23 @@ class ModelSpec(_Strict):
                     f"the output layer has {units} units but the target has {n_classes} classes; "
                     f"expected Dense(units={n_classes}, activation='softmax')"
                 )
+        if isinstance(self.class_weight, dict):
+            unknown = sorted(set(self.class_weight) - set(class_counts))
+            missing = sorted(set(class_counts) - set(self.class_weight))
+            if unknown or missing:
+                raise SpecDataMismatch(
+                    f"class_weight needs one weight per class label of the target, "
+                    f"{sorted(class_counts)}; unknown: {unknown}, missing: {missing}"
+                )
         smallest_label, smallest = min(class_counts.items(), key=lambda kv: kv[1])
+        if self.test_split > 0:
+            # The k folds split what the test split leaves of the smallest class.
+            smallest = math.floor(smallest * (1 - self.test_split))
         if self.k_folds > smallest:
             raise SpecDataMismatch(
                 f"k_folds={self.k_folds} is larger than the smallest class "
                 f"({smallest_label!r} has {smallest} rows); stratified k-fold needs k <= {smallest}"
+                + (f" after test_split={self.test_split:g}" if self.test_split > 0 else "")
             )
 
 

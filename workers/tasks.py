@@ -138,6 +138,11 @@ def run_training_job(
                 keras_sha256=keras_sha256,
                 library_versions=result.library_versions,
                 device=result.device,
+                test_metrics=(
+                    None
+                    if result.test_metrics is None
+                    else {**result.test_metrics, "n_test": result.n_test}
+                ),
             )
             if not jobs.finish_job(session, job_id=job_id, state="succeeded"):
                 # Cancelled or taken back while exporting: keep the registry as it was.

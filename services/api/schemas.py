@@ -124,6 +124,11 @@ class ModelVersionRead(BaseModel):
     dataset: DatasetRef
     spec: dict[str, Any]
     metrics: dict[str, dict[str, float]]
+    test_metrics: dict[str, Any] | None = Field(
+        default=None,
+        description="Scores of this version's model on the rows the spec's test_split held "
+        "out before k-fold (n_test of them); null without a test split.",
+    )
     folds: list[FoldRead]
     parity: dict[str, Any]
     signature: dict[str, Any]
