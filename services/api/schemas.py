@@ -96,6 +96,22 @@ class JobRead(_Read):
     links: dict[str, str] = {}
 
 
+class FitHistoryRead(BaseModel):
+    fold: int | None = Field(description="The fold's number; null for the final refit.")
+    done: bool = Field(description="False while the fit is still running: more epochs follow.")
+    history: dict[str, list[float]] = Field(
+        description="Per-epoch values from Keras: loss and metrics, and val_* where the fit "
+        "had validation rows (the fold's held-out rows, or validation_split's)."
+    )
+
+
+class JobHistoryRead(BaseModel):
+    job_id: str
+    state: str
+    folds: list[FitHistoryRead]
+    refit: FitHistoryRead | None
+
+
 class JobAccepted(BaseModel):
     id: str
     state: str
