@@ -123,14 +123,13 @@ def up(
                     "-A",
                     "workers.worker",
                     "worker",
-                    "-Q",
-                    "training",
                     "--loglevel",
                     "INFO",
                     "-n",
                     f"kiln-{i + 1}@%h",
                 ],
-                "Celery queue 'training' on " + ("Redis" if api.redis_url else f"{api.broker_dir}"),
+                "Celery queues in WORKER_QUEUES (default 'training') on "
+                + ("Redis" if api.redis_url else f"{api.broker_dir}"),
             )
         )
     procs: list[tuple[str, subprocess.Popen[bytes]]] = []

@@ -19,6 +19,7 @@ from sklearn.utils.class_weight import compute_class_weight
 from training.builder import build_model, import_keras, standardiser_stats
 from training.errors import Cancelled, NonFiniteLoss
 from training.metrics import MetricValue, classification_metrics, regression_metrics
+from training.runtime import configure_tensorflow
 from training.spec import ModelSpec
 
 if TYPE_CHECKING:
@@ -46,6 +47,30 @@ def n_classes_of(spec: ModelSpec) -> int:
     return 0
 
 
+def fold_splits(y: np.ndarray, *, spec: ModelSpec) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(train rows, validation rows) of each fold: stratified for classification."""
+    splitter: StratifiedKFold | KFold
+    if spec.task == "regression":
+        splitter = KFold(n_splits=spec.k_folds, shuffle=True, random_state=spec.seed)
+    else:
+        splitter = StratifiedKFold(n_splits=spec.k_folds, shuffle=True, random_state=spec.seed)
+    return list(splitter.split(np.zeros((len(y), 1)), y))
+
+
+# Spawning a process and importing TensorFlow in it costs seconds: below this many
+# optimizer steps per fold, folds run one after another in the calling process.
+MIN_STEPS_FOR_PROCESSES = 3000
+
+
+def fold_process_count(n_rows: int, *, spec: ModelSpec, processes: int) -> int:
+    """How many processes the folds of this spec would use: 1 means in this process."""
+    n_train = n_rows - n_rows // spec.k_folds
+    steps = spec.epochs * math.ceil(n_train / spec.batch_size)
+    if processes <= 1 or steps < MIN_STEPS_FOR_PROCESSES:
+        return 1
+    return min(processes, spec.k_folds)
+
+
 def run_kfold(
     X: np.ndarray,
     y: np.ndarray,
@@ -55,37 +80,78 @@ def run_kfold(
     should_stop: ShouldStop | None = None,
     on_fold: OnFold | None = None,
     label_weights: dict[int, float] | None = None,
+    processes: int = 1,
 ) -> list[FoldResult]:
     """Train and score one model per fold; ``on_fold`` gets each result as it is done.
 
     ``label_weights`` are the spec's per-label class weights keyed by class index (the
     caller maps labels to indices); "balanced" weights are computed from each fold's rows.
+    With ``processes`` > 1 the folds train in that many spawned processes at once (see
+    ``fold_process_count``), each TensorFlow pinned to one thread; the callbacks still
+    run in this process, and the results are the same as one after another.
     """
     X = np.asarray(X, dtype=np.float32)
-    splitter: StratifiedKFold | KFold
-    if spec.task == "regression":
-        splitter = KFold(n_splits=spec.k_folds, shuffle=True, random_state=spec.seed)
-    else:
-        splitter = StratifiedKFold(n_splits=spec.k_folds, shuffle=True, random_state=spec.seed)
-    results: list[FoldResult] = []
-    for fold, (train_idx, val_idx) in enumerate(splitter.split(X, y), start=1):
-        model, history = _fit(
-            X[train_idx],
-            y[train_idx],
+    splits = fold_splits(y, spec=spec)
+    n_processes = fold_process_count(len(y), spec=spec, processes=processes)
+    if n_processes > 1:
+        from training.parallel import run_folds_in_processes
+
+        return run_folds_in_processes(
+            X,
+            y,
+            splits,
             spec=spec,
-            validation=(X[val_idx], y[val_idx]),
-            phase="cv",
+            processes=n_processes,
+            on_epoch=on_epoch,
+            should_stop=should_stop,
+            on_fold=on_fold,
+            label_weights=label_weights,
+        )
+    configure_tensorflow()
+    results: list[FoldResult] = []
+    for fold, (train_idx, val_idx) in enumerate(splits, start=1):
+        result = run_fold(
+            X,
+            y,
+            train_idx,
+            val_idx,
             fold=fold,
+            spec=spec,
             on_epoch=on_epoch,
             should_stop=should_stop,
             label_weights=label_weights,
         )
-        metrics = score(model, X[val_idx], y[val_idx], spec=spec)
-        result = FoldResult(fold, len(train_idx), len(val_idx), metrics, history)
         results.append(result)
         if on_fold is not None:
             on_fold(result)
     return results
+
+
+def run_fold(
+    X: np.ndarray,
+    y: np.ndarray,
+    train_idx: np.ndarray,
+    val_idx: np.ndarray,
+    *,
+    fold: int,
+    spec: ModelSpec,
+    on_epoch: OnEpoch | None,
+    should_stop: ShouldStop | None,
+    label_weights: dict[int, float] | None,
+) -> FoldResult:
+    model, history = _fit(
+        X[train_idx],
+        y[train_idx],
+        spec=spec,
+        validation=(X[val_idx], y[val_idx]),
+        phase="cv",
+        fold=fold,
+        on_epoch=on_epoch,
+        should_stop=should_stop,
+        label_weights=label_weights,
+    )
+    metrics = score(model, X[val_idx], y[val_idx], spec=spec)
+    return FoldResult(fold, len(train_idx), len(val_idx), metrics, history)
 
 
 def score(model: Any, X: np.ndarray, y: np.ndarray, *, spec: ModelSpec) -> dict[str, MetricValue]:
@@ -106,6 +172,7 @@ def fit_full(
     label_weights: dict[int, float] | None = None,
 ) -> keras.Model:
     """Train the model that is exported, on every row given, with the spec's fit options."""
+    configure_tensorflow()
     model, _ = _fit(
         np.asarray(X, dtype=np.float32),
         y,

@@ -52,7 +52,13 @@ def run_training(
     on_epoch: OnEpoch | None = None,
     on_fold: OnFold | None = None,
     should_stop: ShouldStop | None = None,
+    fold_processes: int = 1,
 ) -> TrainingResult:
+    """Cross-validate, refit, export and check ``spec`` on ``table``.
+
+    ``fold_processes`` > 1 trains folds in that many processes at once when the fits are
+    big enough to pay for starting them (``training.cv.fold_process_count``).
+    """
     _check_table(table, spec)
     X, y = table.X, table.y
     X_test = y_test = None
@@ -74,6 +80,7 @@ def run_training(
         should_stop=should_stop,
         on_fold=on_fold,
         label_weights=weights,
+        processes=fold_processes,
     )
     summary = summarize([f.metrics for f in folds])
     model = fit_full(

@@ -121,6 +121,12 @@ class ModelSpec(_Strict):
         description="Randomly repeat rows of the smaller classes in each fold's training rows "
         "until every class has as many as the largest.",
     )
+    device: Literal["auto", "gpu"] = Field(
+        default="auto",
+        description="'gpu' sends the job to the training-gpu queue, which only workers on GPU "
+        "nodes consume; 'auto' to the training queue, where a worker trains on its GPU when "
+        "TensorFlow sees one and on its CPU otherwise.",
+    )
     test_split: float = Field(
         default=0.0,
         ge=0.0,

@@ -122,6 +122,7 @@ def run_training_job(
     sm: sessionmaker[Session],
     store: ArtifactStore,
     heartbeat_interval_s: float,
+    fold_processes: int = 1,
 ) -> str:
     """Run one job to a terminal state. Returns what happened, for the log."""
     worker = f"{socket.gethostname()}:{os.getpid()}"
@@ -170,6 +171,7 @@ def run_training_job(
             on_epoch=progress.on_epoch,
             on_fold=on_fold,
             should_stop=heart.lost.is_set,
+            fold_processes=fold_processes,
         )
         onnx_sha256 = store.put(result.onnx_bytes)
         keras_sha256 = store.put(result.keras_bytes)
@@ -226,7 +228,12 @@ def _fail(sm: sessionmaker[Session], job_id: str, reason: str) -> None:
 
 
 def register_tasks(
-    app: Celery, *, sm_factory: Any, store_factory: Any, heartbeat_interval_s: float
+    app: Celery,
+    *,
+    sm_factory: Any,
+    store_factory: Any,
+    heartbeat_interval_s: float,
+    fold_processes: int = 1,
 ) -> None:
     """Bind the task to `app`. Factories run in the child process, after the fork."""
 
@@ -243,6 +250,7 @@ def register_tasks(
             sm=sm_factory(),
             store=store_factory(),
             heartbeat_interval_s=heartbeat_interval_s,
+            fold_processes=fold_processes,
         )
         log.info("job %s: %s", job_id, outcome)
         return outcome

@@ -305,6 +305,8 @@ def test_cancel_over_http_stops_running_and_queued_jobs(stack: Stack) -> None:
     queued_id = httpx.post(f"{stack.api}/jobs", json={**submit, "spec": long_spec}).json()["id"]
     running = _wait_running_with_progress(stack.api, running_id)
     pid = int(running["worker"].rsplit(":", 1)[1])
+    # This job is big enough for its folds to train in spawned processes (one per core).
+    fold_procs = children_of(pid)
 
     queued_cancel = httpx.post(f"{stack.api}/jobs/{queued_id}/cancel")
     assert queued_cancel.status_code == 200, queued_cancel.text
@@ -321,6 +323,9 @@ def test_cancel_over_http_stops_running_and_queued_jobs(stack: Stack) -> None:
         time.sleep(0.2)
     stopped_after = time.monotonic() - asked
     assert stopped_after < 30, f"the worker still trains {stopped_after:.0f}s after cancel"
+    time.sleep(1)
+    left = [p for p in fold_procs if os.path.exists(f"/proc/{p}") and cmdline(p)]
+    assert not left, f"fold processes outlived the cancelled job: {[cmdline(p) for p in left]}"
 
     job = httpx.get(f"{stack.api}/jobs/{running_id}").json()
     assert job["state"] == "cancelled"

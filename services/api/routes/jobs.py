@@ -20,7 +20,7 @@ from services.api.schemas import (
 )
 from services.api.tables import BUILTIN_PREFIX
 from services.problems import ERROR_RESPONSES
-from workers.celery_app import TASK_TRAIN, TRAINING_QUEUE
+from workers.celery_app import TASK_TRAIN, queue_for
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 log = logging.getLogger("kiln.api")
@@ -77,7 +77,7 @@ def submit_job(
     # is not in the registry, and if the broker is down the sweeper sends it later.
     session.commit()
     try:
-        celery.send_task(TASK_TRAIN, args=[job.id], queue=TRAINING_QUEUE)
+        celery.send_task(TASK_TRAIN, args=[job.id], queue=queue_for(job.spec))
     except Exception:
         log.exception("could not send job %s to the broker; the sweeper will retry", job.id)
     else:
