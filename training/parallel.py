@@ -9,12 +9,15 @@ when the caller's ``should_stop`` says so.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import queue
 import threading
+from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from multiprocessing.process import AuthenticationString  # type: ignore[attr-defined]
 from typing import Any
 
 import numpy as np
@@ -53,16 +56,18 @@ def run_folds_in_processes(
     reports = ctx.Queue()
     stop = ctx.Event()
     spec_json = spec.model_dump_json()
-    pool = ProcessPoolExecutor(
-        max_workers=processes,
-        mp_context=ctx,
-        initializer=_start,
-        initargs=(reports, stop, X, y, os.getpid()),
-    )
-    futures: dict[Future[FoldResult], int] = {
-        pool.submit(_train_fold, spec_json, train_idx, val_idx, fold, label_weights): fold
-        for fold, (train_idx, val_idx) in enumerate(splits, start=1)
-    }
+    with _may_start_processes():
+        pool = ProcessPoolExecutor(
+            max_workers=processes,
+            mp_context=ctx,
+            initializer=_start,
+            initargs=(reports, stop, X, y, os.getpid()),
+        )
+        # The pool starts all its processes at the first submit.
+        futures: dict[Future[FoldResult], int] = {
+            pool.submit(_train_fold, spec_json, train_idx, val_idx, fold, label_weights): fold
+            for fold, (train_idx, val_idx) in enumerate(splits, start=1)
+        }
     results: dict[int, FoldResult] = {}
     pending = set(futures)
     try:
@@ -92,6 +97,27 @@ def run_folds_in_processes(
     pool.shutdown(wait=True)
     _relay(reports, on_epoch)
     return [results[fold] for fold in sorted(results)]
+
+
+@contextlib.contextmanager
+def _may_start_processes() -> Iterator[None]:
+    # Celery's prefork pool marks its children daemonic, in multiprocessing's own records
+    # too, and multiprocessing refuses to start a process from a daemonic one (it could be
+    # killed without waiting for them). The fold processes cannot outlive this one: they
+    # are joined on every path out of run_folds_in_processes, and end by themselves when
+    # their parent disappears (_exit_with_parent). Celery's billiard also stands in its
+    # own process record, whose authkey refuses to be pickled for a spawned child: the
+    # child gets the same key as a plain multiprocessing one.
+    config: dict[str, object] = getattr(multiprocessing.current_process(), "_config")  # noqa: B009
+    saved: dict[str, object] = {k: config[k] for k in ("daemon", "authkey") if k in config}
+    config["daemon"] = False
+    if "authkey" in config:
+        config["authkey"] = AuthenticationString(bytes(config["authkey"]))  # type: ignore[call-overload]
+    try:
+        yield
+    finally:
+        config.pop("daemon", None)
+        config.update(saved)
 
 
 def _relay(reports: Any, on_epoch: OnEpoch | None) -> None:

@@ -291,7 +291,7 @@ def _wait_running_with_progress(api: str, job_id: str, timeout: float = 120) -> 
         job = httpx.get(f"{api}/jobs/{job_id}").json()
         if job["state"] == "running" and job["progress"]:
             return job
-        assert job["state"] not in TERMINAL, job
+        assert job["state"] not in TERMINAL, job["reason"]
         time.sleep(0.2)
     raise AssertionError(f"job {job_id} never reported progress: {job}")
 
