@@ -163,3 +163,24 @@ def test_test_split_holds_rows_out_and_scores_the_final_model() -> None:
     # Stratified: the class shares of the test rows are those of the table.
     assert cm.sum(axis=1)[1] / n_test == pytest.approx(frame["target"].mean(), abs=0.01)
     assert result.test_metrics["accuracy"] > 0.85  # type: ignore[operator]
+
+
+def test_validation_curves_are_what_keras_evaluate_reports() -> None:
+    from sklearn.model_selection import train_test_split
+
+    from training.cv import fit_full
+
+    X, y = load_breast_cancer(return_X_y=True)
+    spec = _spec(epochs=4, validation_split=0.25)
+    seen: list[tuple[Any, ...]] = []
+
+    model = fit_full(X, y, spec=spec, on_epoch=lambda *a: seen.append(a))
+    _, X_val, _, y_val = train_test_split(
+        X.astype(np.float32), y, test_size=0.25, random_state=spec.seed, stratify=y
+    )
+    expected = model.evaluate(X_val, y_val.astype(np.float32), verbose=0, return_dict=True)
+
+    last = seen[-1][3]
+    assert last["val_loss"] == pytest.approx(expected["loss"], rel=1e-5)
+    assert last["val_accuracy"] == pytest.approx(expected["accuracy"], rel=1e-5)
+    assert [a[2] for a in seen] == [1, 2, 3, 4]
