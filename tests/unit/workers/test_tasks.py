@@ -4,6 +4,7 @@ stored with the version. Celery is not involved: run_training_job is what the ta
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Iterator
@@ -45,7 +46,7 @@ def api(tmp_path: Path, sqlite_url: str) -> Iterator[tuple[TestClient, ApiSettin
 
 
 def test_curves_are_served_while_the_job_runs_and_kept_after(
-    api: tuple[TestClient, ApiSettings],
+    api: tuple[TestClient, ApiSettings], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     client, settings = api
     resp = client.post(
@@ -104,6 +105,21 @@ def test_curves_are_served_while_the_job_runs_and_kept_after(
     assert test["accuracy"] > 0.85
     assert {"f1", "specificity", "npv", "log_loss"} <= set(test)
     assert all(f["n_train"] + f["n_val"] == 569 - test["n_test"] for f in version["folds"])
+
+    # The CLI shows the same, through this API.
+    from typer.testing import CliRunner
+
+    from services import cli
+
+    monkeypatch.setattr(cli, "_client", lambda _url: contextlib.nullcontext(client))
+    shown = CliRunner().invoke(cli.app, ["jobs", "history", job_id])
+    assert shown.exit_code == 0, shown.output
+    assert "fold 2" in shown.output
+    assert "refit" in shown.output
+    assert f"{final['refit']['history']['loss'][-1]:.4f}" in shown.output
+    models = CliRunner().invoke(cli.app, ["models", "show", "curves", "1"])
+    assert models.exit_code == 0, models.output
+    assert f"test ({test['n_test']} rows)" in models.output
 
 
 def test_progress_snapshot_drops_stored_folds_and_rounds_to_float32_precision() -> None:
