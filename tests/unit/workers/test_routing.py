@@ -70,3 +70,47 @@ def test_worker_queues_come_from_its_settings(monkeypatch: pytest.MonkeyPatch) -
         consumed_queues(" , ")
     monkeypatch.delenv("WORKER_QUEUES")
     assert [q.name for q in consumed_queues(WorkerSettings().worker_queues)] == ["training"]
+
+
+def test_the_sweeper_sends_a_lost_gpu_job_back_to_the_gpu_queue(
+    api: tuple[TestClient, Path], sqlite_url: str
+) -> None:
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from registry import jobs
+    from registry.db import make_engine, make_sessionmaker, utcnow
+    from registry.models import TrainingJob
+    from services.api.sweeper import sweep_once
+    from workers.celery_app import make_celery
+
+    client, folder = api
+    resp = client.post(
+        "/jobs",
+        json={
+            "model_name": "route",
+            "dataset": "sklearn:breast_cancer",
+            "spec": {**SPEC, "device": "gpu"},
+        },
+    )
+    job_id = resp.json()["id"]
+    for message in folder.glob("*.msg"):
+        message.unlink()  # a worker took it...
+    sm = make_sessionmaker(make_engine(sqlite_url))
+    with sm() as session:
+        assert jobs.claim_job(session, job_id=job_id, worker="gpu-node:1") is not None
+        # ...and died: its last heartbeat is long ago.
+        session.execute(
+            update(TrainingJob)
+            .where(TrainingJob.id == job_id)
+            .values(heartbeat_at=utcnow() - timedelta(hours=1))
+        )
+        session.commit()
+
+    celery = make_celery(None, folder.parent)
+    resent = sweep_once(sm, celery, heartbeat_timeout_s=60, max_attempts=3, requeue_after_s=3600)
+
+    assert job_id in resent
+    # (The shared test database may hold other lost jobs; they are not GPU jobs.)
+    assert _queued_on(folder).count(GPU_QUEUE) == 1
