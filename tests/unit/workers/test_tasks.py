@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 
 from registry.artifacts import LocalArtifactStore
 from registry.db import make_engine, make_sessionmaker
+from registry.migrate import upgrade
 from services.api.app import create_app
 from services.settings import ApiSettings
 from workers.tasks import Progress, run_training_job
@@ -37,9 +38,18 @@ SPEC: dict[str, Any] = {
 
 
 @pytest.fixture
-def api(tmp_path: Path, sqlite_url: str) -> Iterator[tuple[TestClient, ApiSettings]]:
+def own_db(tmp_path: Path) -> str:
+    # Its own registry: a built-in dataset materialised by another test's API would point
+    # at an artifact in that test's store.
+    url = f"sqlite:///{tmp_path / 'kiln.db'}"
+    upgrade(url)
+    return url
+
+
+@pytest.fixture
+def api(tmp_path: Path, own_db: str) -> Iterator[tuple[TestClient, ApiSettings]]:
     settings = ApiSettings(
-        kiln_home=tmp_path, database_url=sqlite_url, redis_url=None, job_sweep_interval_s=3600
+        kiln_home=tmp_path, database_url=own_db, redis_url=None, job_sweep_interval_s=3600
     )
     with TestClient(create_app(settings)) as client:
         yield client, settings
