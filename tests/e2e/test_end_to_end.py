@@ -307,6 +307,17 @@ def test_cancel_over_http_stops_running_and_queued_jobs(stack: Stack) -> None:
     pid = int(running["worker"].rsplit(":", 1)[1])
     # This job is big enough for its folds to train in spawned processes (one per core).
     fold_procs = children_of(pid)
+    # Its curves are served while it runs, and grow.
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        curves = httpx.get(f"{stack.api}/jobs/{running_id}/history").json()
+        running_folds = [f for f in curves["folds"] if not f["done"]]
+        if running_folds and len(running_folds[0]["history"]["loss"]) >= 2:
+            break
+        time.sleep(0.3)
+    else:
+        raise AssertionError(f"no growing curve was served: {curves}")
+    assert {"loss", "val_loss"} <= set(running_folds[0]["history"])
 
     queued_cancel = httpx.post(f"{stack.api}/jobs/{queued_id}/cancel")
     assert queued_cancel.status_code == 200, queued_cancel.text
@@ -331,6 +342,14 @@ def test_cancel_over_http_stops_running_and_queued_jobs(stack: Stack) -> None:
     assert job["state"] == "cancelled"
     assert job["model_version"] is None
     assert [e["state"] for e in job["events"]] == ["queued", "running", "cancelled"]
+    # It keeps what it had: the curves up to where it stopped.
+    kept = httpx.get(f"{stack.api}/jobs/{running_id}/history").json()
+    assert kept["state"] == "cancelled"
+    assert kept["refit"] is None
+    assert all(not f["done"] for f in kept["folds"])
+    assert max(len(f["history"]["loss"]) for f in kept["folds"]) >= len(
+        running_folds[0]["history"]["loss"]
+    )
     again = httpx.post(f"{stack.api}/jobs/{running_id}/cancel")
     assert again.status_code == 409, again.text
 
