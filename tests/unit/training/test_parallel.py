@@ -131,3 +131,47 @@ def test_small_fits_and_one_process_stay_in_this_process() -> None:
     assert fold_process_count(768, spec=spec, processes=2) == 2
     assert fold_process_count(768, spec=spec, processes=1) == 1
     assert fold_process_count(768, spec=_spec(epochs=5, k_folds=5), processes=8) == 1
+
+
+_ORPHAN_SCRIPT = """
+import numpy as np
+from sklearn.datasets import load_breast_cancer
+from training import cv
+from training.spec import ModelSpec
+cv.MIN_STEPS_FOR_PROCESSES = 0
+X, y = load_breast_cancer(return_X_y=True)
+spec = ModelSpec.model_validate({"task": "binary", "loss": "binary_crossentropy",
+    "layers": [{"type": "Dense", "units": 1, "activation": "sigmoid"}],
+    "epochs": 5000, "batch_size": 8, "k_folds": 2})
+cv.run_kfold(X, y, spec=spec, processes=2, on_epoch=lambda *a: print("epoch", flush=True))
+"""
+
+
+def test_fold_processes_end_when_their_parent_is_killed() -> None:
+    import subprocess
+    import sys
+    import time
+
+    from tests.e2e.conftest import children_of, cmdline
+
+    parent = subprocess.Popen(
+        [sys.executable, "-c", _ORPHAN_SCRIPT],
+        stdout=subprocess.PIPE,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
+    try:
+        assert parent.stdout is not None
+        assert parent.stdout.readline().startswith(b"epoch"), "the folds never started"
+        folds = [p for p in children_of(parent.pid) if "spawn_main" in cmdline(p)]
+        assert len(folds) == 2
+        parent.kill()  # SIGKILL: nothing in the parent can clean up
+        parent.wait()
+        deadline = time.monotonic() + 15
+        alive = folds
+        while alive and time.monotonic() < deadline:
+            time.sleep(0.2)
+            alive = [p for p in folds if cmdline(p)]
+        assert not alive, f"fold processes outlived their parent: {alive}"
+    finally:
+        if parent.poll() is None:
+            parent.kill()
