@@ -240,6 +240,30 @@ class ModelSpec(_Strict):
                 f"({smallest_label!r} has {smallest} rows); stratified k-fold needs k <= {smallest}"
                 + (f" after test_split={self.test_split:g}" if self.test_split > 0 else "")
             )
+        self._check_stratified_splits(class_counts)
+
+    def _check_stratified_splits(self, class_counts: dict[str, int]) -> None:
+        # scikit-learn's stratified train_test_split needs at least one row per class on
+        # each side; refuse here what would otherwise fail in the worker.
+        n_classes, total = len(class_counts), sum(class_counts.values())
+        if self.test_split > 0 and math.ceil(total * self.test_split) < n_classes:
+            raise SpecDataMismatch(
+                f"test_split={self.test_split:g} holds out {math.ceil(total * self.test_split)} "
+                f"of {total} rows, fewer than the {n_classes} classes; raise test_split"
+            )
+        if self.validation_split > 0:
+            fit_rows = math.floor(total * (1 - self.test_split) * (self.k_folds - 1) / self.k_folds)
+            held = math.ceil(fit_rows * self.validation_split)
+            smallest = min(class_counts.values())
+            in_fit = math.floor(
+                smallest * (1 - self.test_split) * (self.k_folds - 1) / self.k_folds
+            )
+            if held < n_classes or in_fit < 2:
+                raise SpecDataMismatch(
+                    f"validation_split={self.validation_split:g} cannot hold out a row of every "
+                    f"class from each fold's {fit_rows} training rows (the smallest class has "
+                    f"{in_fit} there); raise validation_split, lower k_folds, or use more rows"
+                )
 
 
 class SpecDataMismatch(ValueError):

@@ -74,6 +74,11 @@ BAD = [
         "task 'regression' has no classes",
     ),
     (body("sklearn:iris", k_folds=50, test_split=0.4), "after test_split=0.4"),
+    (body("sklearn:iris", k_folds=2, test_split=0.01), "fewer than the 3 classes"),
+    (
+        body("sklearn:iris", k_folds=2, validation_split=0.01),
+        "validation_split=0.01 cannot hold out a row of every class",
+    ),
 ]
 
 
