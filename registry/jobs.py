@@ -138,8 +138,20 @@ def record_fold(
     return row
 
 
-def finish_job(session: Session, *, job_id: str, state: str, reason: str | None = None) -> bool:
-    """Move a running job to a terminal state. False if it was not running any more."""
+def finish_job(
+    session: Session,
+    *,
+    job_id: str,
+    state: str,
+    reason: str | None = None,
+    progress: dict[str, Any] | None = None,
+) -> bool:
+    """Move a running job to a terminal state. False if it was not running any more.
+
+    A succeeded job's progress becomes ``progress`` (by default none: its last epoch report
+    would read as stale); a failed or cancelled one keeps its last report, and with it
+    the per-epoch history of the fits it had not finished.
+    """
     if state not in TERMINAL_STATES:
         raise InvalidState(f"{state!r} is not a terminal state; expected one of {TERMINAL_STATES}")
     now = utcnow()
@@ -151,8 +163,7 @@ def finish_job(session: Session, *, job_id: str, state: str, reason: str | None 
             reason=reason,
             finished_at=now,
             heartbeat_at=now,
-            # A finished job's last epoch report would read as stale progress.
-            **({"progress": None} if state == "succeeded" else {}),
+            **({"progress": progress} if state == "succeeded" else {}),
         )
         .execution_options(synchronize_session=False)
     )

@@ -100,6 +100,7 @@ def register_version(
     library_versions: dict[str, str],
     device: str,
     retrained_from_id: int | None = None,
+    test_metrics: dict[str, Any] | None = None,
 ) -> ModelVersion:
     """Add the next version of `model_name`; idempotent per job (a redelivery returns it again).
 
@@ -129,6 +130,7 @@ def register_version(
                     library_versions=library_versions,
                     device=device,
                     retrained_from_id=retrained_from_id,
+                    test_metrics=test_metrics,
                 )
                 session.add(version)
         except IntegrityError:

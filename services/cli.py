@@ -129,14 +129,13 @@ def up(
                     "-A",
                     "workers.worker",
                     "worker",
-                    "-Q",
-                    "training",
                     "--loglevel",
                     "INFO",
                     "-n",
                     f"kiln-{i + 1}@%h",
                 ],
-                "Celery queue 'training' on " + ("Redis" if api.redis_url else f"{api.broker_dir}"),
+                "Celery queues in WORKER_QUEUES (default 'training') on "
+                + ("Redis" if api.redis_url else f"{api.broker_dir}"),
             )
         )
     procs: list[tuple[str, subprocess.Popen[bytes]]] = []
@@ -295,6 +294,25 @@ def jobs_cancel(job_id: str, api_url: ApiUrl = DEFAULT_API) -> None:
     console.print(f"job {job_id}: {job['state']}")
 
 
+@jobs_app.command("history")
+def jobs_history(job_id: str, api_url: ApiUrl = DEFAULT_API) -> None:
+    """Per-epoch curves so far: epochs run and the last values of each fold and the refit."""
+    with _client(api_url) as c:
+        data = _check(c.get(f"/jobs/{job_id}/history"))
+    fits = [*data["folds"], *([data["refit"]] if data["refit"] else [])]
+    names = sorted({name for fit in fits for name in fit["history"]})
+    table = Table("fit", "done", "epochs", *names, title=f"job {job_id}: {data['state']}")
+    for fit in fits:
+        history = fit["history"]
+        table.add_row(
+            "refit" if fit["fold"] is None else f"fold {fit['fold']}",
+            "yes" if fit["done"] else "no",
+            str(len(next(iter(history.values()), []))),
+            *(f"{history[n][-1]:.4f}" if history.get(n) else "" for n in names),
+        )
+    console.print(table)
+
+
 @models_app.command("list")
 def models_list(api_url: ApiUrl = DEFAULT_API) -> None:
     with _client(api_url) as c:
@@ -311,8 +329,15 @@ def models_show(name: str, version: int, api_url: ApiUrl = DEFAULT_API) -> None:
     with _client(api_url) as c:
         mv = _check(c.get(f"/models/{name}/versions/{version}"))
     table = Table("metric", "mean", "std", title=f"{name} v{version}: {mv['spec']['k_folds']}-fold")
+    test = mv.get("test_metrics") or {}
+    if test:
+        table.add_column(f"test ({test.get('n_test')} rows)")
     for metric, stats in mv["metrics"].items():
-        table.add_row(metric, f"{stats['mean']:.4f}", f"{stats['std']:.4f}")
+        cells = [metric, f"{stats['mean']:.4f}", f"{stats['std']:.4f}"]
+        if test:
+            value = test.get(metric)
+            cells.append(f"{value:.4f}" if isinstance(value, int | float) else "")
+        table.add_row(*cells)
     console.print(table)
     parity = mv["parity"]
     console.print(

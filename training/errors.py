@@ -35,3 +35,9 @@ class Cancelled(TrainingError):
     """Training stopped because the job was cancelled."""
 
     code = "cancelled"
+
+
+class FoldProcessDied(TrainingError):
+    """A process that trained a fold ended without a result (killed, out of memory)."""
+
+    code = "fold_process_died"

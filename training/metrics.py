@@ -10,8 +10,10 @@ from sklearn.metrics import (
     accuracy_score,
     confusion_matrix,
     f1_score,
+    log_loss,
     mean_absolute_error,
     mean_squared_error,
+    multilabel_confusion_matrix,
     precision_score,
     r2_score,
     recall_score,
@@ -27,33 +29,59 @@ def classification_metrics(
     """Score class probabilities against class indices 0..n_classes-1.
 
     Binary: ``proba`` is P(class 1), shape [n] or [n, 1], thresholded at 0.5; precision,
-    recall and f1 are those of class 1. Multiclass: ``proba`` is [n, C]; the scores are
-    macro averages over the classes present in ``y_true`` or the predictions.
+    recall (sensitivity), f1, specificity and negative predictive value are those of
+    class 1 as the positive class. Multiclass: ``proba`` is [n, C]; precision, recall,
+    f1, specificity and npv are macro averages (one class against the rest, then the
+    unweighted mean) over the classes present in ``y_true`` or the predictions.
+    ``f1_macro`` and ``f1_weighted`` are given for both. A ratio whose denominator is
+    zero (no predicted positives, say) is 0, as scikit-learn's ``zero_division=0``.
     """
     y_true = np.asarray(y_true).reshape(-1).astype(np.int64)
     proba = np.asarray(proba, dtype=np.float64)
+    labels = list(range(n_classes))
     if n_classes == 2:
         p1 = proba.reshape(-1)
         y_pred = (p1 >= 0.5).astype(np.int64)
-        scores: dict[str, MetricValue] = {
-            "accuracy": float(accuracy_score(y_true, y_pred)),
-            "precision": float(precision_score(y_true, y_pred, zero_division=0)),
-            "recall": float(recall_score(y_true, y_pred, zero_division=0)),
-            "f1": float(f1_score(y_true, y_pred, zero_division=0)),
-            "roc_auc": _roc_auc(y_true, p1, n_classes),
-        }
+        average = "binary"
+        score: np.ndarray = p1
+        probabilities = p1
     else:
         y_pred = proba.argmax(axis=1)
-        scores = {
-            "accuracy": float(accuracy_score(y_true, y_pred)),
-            "precision": float(precision_score(y_true, y_pred, average="macro", zero_division=0)),
-            "recall": float(recall_score(y_true, y_pred, average="macro", zero_division=0)),
-            "f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
-            "roc_auc": _roc_auc(y_true, _rows_sum_to_one(proba), n_classes),
-        }
-    matrix = confusion_matrix(y_true, y_pred, labels=list(range(n_classes)))
+        average = "macro"
+        score = _rows_sum_to_one(proba)
+        # log_loss checks the row sums more tightly than float32 softmax outputs meet.
+        probabilities = proba / proba.sum(axis=1, keepdims=True)
+    specificity, npv = _specificity_npv(y_true, y_pred, binary=n_classes == 2)
+    accuracy = float(accuracy_score(y_true, y_pred))
+    scores: dict[str, MetricValue] = {
+        "accuracy": accuracy,
+        "error_rate": 1.0 - accuracy,
+        "precision": float(precision_score(y_true, y_pred, average=average, zero_division=0)),
+        "recall": float(recall_score(y_true, y_pred, average=average, zero_division=0)),
+        "specificity": specificity,
+        "npv": npv,
+        "f1": float(f1_score(y_true, y_pred, average=average, zero_division=0)),
+        "f1_macro": float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
+        "f1_weighted": float(f1_score(y_true, y_pred, average="weighted", zero_division=0)),
+        "roc_auc": _roc_auc(y_true, score, n_classes),
+        "log_loss": float(log_loss(y_true, probabilities, labels=labels)),
+    }
+    matrix = confusion_matrix(y_true, y_pred, labels=labels)
     scores["confusion_matrix"] = [[int(v) for v in row] for row in matrix]
     return scores
+
+
+def _specificity_npv(
+    y_true: np.ndarray, y_pred: np.ndarray, *, binary: bool
+) -> tuple[float, float]:
+    # scikit-learn has no specificity or NPV: they come from its per-class (one against
+    # the rest) confusion matrices. Binary: class 1 is the positive class.
+    labels = [1] if binary else np.union1d(y_true, y_pred).tolist()
+    per_class = multilabel_confusion_matrix(y_true, y_pred, labels=labels)
+    tn, fp, fn = per_class[:, 0, 0], per_class[:, 0, 1], per_class[:, 1, 0]
+    specificity = [t / (t + f) if t + f else 0.0 for t, f in zip(tn, fp, strict=True)]
+    npv = [t / (t + f) if t + f else 0.0 for t, f in zip(tn, fn, strict=True)]
+    return float(np.mean(specificity)), float(np.mean(npv))
 
 
 def _rows_sum_to_one(proba: np.ndarray) -> np.ndarray:

@@ -12,13 +12,23 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from sklearn.model_selection import train_test_split
 
 from training.builder import import_keras
-from training.cv import FoldResult, OnEpoch, OnFold, ShouldStop, fit_full, n_classes_of, run_kfold
+from training.cv import (
+    FoldResult,
+    OnEpoch,
+    OnFold,
+    ShouldStop,
+    fit_full,
+    n_classes_of,
+    run_kfold,
+    score,
+)
 from training.data import Table
 from training.errors import DataError, ParityError
 from training.export import INPUT_NAME, OUTPUT_NAME, check_parity, to_onnx
-from training.metrics import summarize
+from training.metrics import MetricValue, summarize
 from training.spec import Embedding, ModelSpec
 
 
@@ -32,6 +42,9 @@ class TrainingResult:
     signature: dict[str, Any]
     library_versions: dict[str, str]
     device: str
+    # Scores of the exported model on the rows `test_split` held out; None without one.
+    test_metrics: dict[str, MetricValue] | None = None
+    n_test: int = 0
 
 
 def run_training(
@@ -41,13 +54,43 @@ def run_training(
     on_epoch: OnEpoch | None = None,
     on_fold: OnFold | None = None,
     should_stop: ShouldStop | None = None,
+    fold_processes: int = 1,
 ) -> TrainingResult:
+    """Cross-validate, refit, export and check ``spec`` on ``table``.
+
+    ``fold_processes`` > 1 trains folds in that many processes at once when the fits are
+    big enough to pay for starting them (``training.cv.fold_process_count``).
+    """
     _check_table(table, spec)
+    X, y = table.X, table.y
+    X_test = y_test = None
+    if spec.test_split > 0:
+        # Carved out before k-fold: neither the folds nor the refit ever see these rows.
+        X, X_test, y, y_test = train_test_split(
+            X,
+            y,
+            test_size=spec.test_split,
+            random_state=spec.seed,
+            stratify=None if spec.task == "regression" else y,
+        )
+    weights = label_weights(table, spec)
     folds = run_kfold(
-        table.X, table.y, spec=spec, on_epoch=on_epoch, should_stop=should_stop, on_fold=on_fold
+        X,
+        y,
+        spec=spec,
+        on_epoch=on_epoch,
+        should_stop=should_stop,
+        on_fold=on_fold,
+        label_weights=weights,
+        processes=fold_processes,
     )
     summary = summarize([f.metrics for f in folds])
-    model = fit_full(table.X, table.y, spec=spec, on_epoch=on_epoch, should_stop=should_stop)
+    model = fit_full(
+        X, y, spec=spec, on_epoch=on_epoch, should_stop=should_stop, label_weights=weights
+    )
+    test_metrics = None
+    if X_test is not None and y_test is not None:
+        test_metrics = score(model, X_test, y_test, spec=spec)
     onnx_bytes = to_onnx(model, input_shape=table.X.shape[1:])
     parity = check_parity(model, onnx_bytes, table.X)
     if not parity["passed"]:
@@ -65,7 +108,16 @@ def run_training(
         signature=_signature(table, spec),
         library_versions=library_versions(),
         device=device_name(),
+        test_metrics=test_metrics,
+        n_test=0 if y_test is None else len(y_test),
     )
+
+
+def label_weights(table: Table, spec: ModelSpec) -> dict[int, float] | None:
+    """The spec's per-label class weights keyed by the class index the model is trained on."""
+    if not isinstance(spec.class_weight, dict) or table.class_labels is None:
+        return None
+    return {i: spec.class_weight[str(label)] for i, label in enumerate(table.class_labels)}
 
 
 def _check_table(table: Table, spec: ModelSpec) -> None:

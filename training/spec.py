@@ -373,6 +373,27 @@ class DataInfo:
     all_numeric: bool = True
 
 
+Monitor = Literal["loss", "val_loss", "accuracy", "val_accuracy", "mae", "val_mae"]
+
+
+class EarlyStopping(_Strict):
+    """Keras's EarlyStopping: stop a fit when ``monitor`` stops improving."""
+
+    monitor: Monitor = "val_loss"
+    patience: int = Field(default=10, ge=1, le=10000)
+    min_delta: float = Field(default=0.0, ge=0.0)
+    restore_best_weights: bool = True
+
+
+class ReduceLROnPlateau(_Strict):
+    """Keras's ReduceLROnPlateau: multiply the learning rate by ``factor`` on a plateau."""
+
+    monitor: Monitor = "val_loss"
+    factor: float = Field(default=0.1, gt=0.0, lt=1.0)
+    patience: int = Field(default=10, ge=1, le=10000)
+    min_lr: float = Field(default=0.0, ge=0.0)
+
+
 class ModelSpec(_Strict):
     """A Keras Sequential model and how to train and score it.
 
@@ -392,6 +413,38 @@ class ModelSpec(_Strict):
     window: Window | None = Field(
         default=None,
         description="Set it to train on a time-series table cut into windows (a sequence).",
+    )
+
+    # How each fit runs (issue 3, training-run half). Validated in _fit_options below.
+    early_stopping: EarlyStopping | None = None
+    reduce_lr_on_plateau: ReduceLROnPlateau | None = None
+    validation_split: float = Field(
+        default=0.0,
+        ge=0.0,
+        lt=0.5,
+        description="Share of each fold's training rows held out (stratified) to monitor "
+        "val_* metrics for early stopping and reduce-on-plateau.",
+    )
+    class_weight: Literal["balanced"] | dict[str, Annotated[float, Field(gt=0.0)]] | None = Field(
+        default=None, description="'balanced', or a weight per class label."
+    )
+    oversample: bool = Field(
+        default=False,
+        description="Randomly repeat rows of the smaller classes in each fold's training rows "
+        "until every class has as many as the largest.",
+    )
+    device: Literal["auto", "gpu"] = Field(
+        default="auto",
+        description="'gpu' sends the job to the training-gpu queue, which only workers on GPU "
+        "nodes consume; 'auto' to the training queue, where a worker trains on its GPU when "
+        "TensorFlow sees one and on its CPU otherwise.",
+    )
+    test_split: float = Field(
+        default=0.0,
+        ge=0.0,
+        lt=0.5,
+        description="Share of rows (stratified) held out before k-fold; the final model is "
+        "scored on them and the scores stored as the version's test_metrics.",
     )
 
     @model_validator(mode="after")
@@ -425,6 +478,44 @@ class ModelSpec(_Strict):
                     f"layers.{i}: Embedding must be the first layer (it looks up integer "
                     "codes in the raw input, before any other layer changes them)"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _fit_options(self) -> ModelSpec:
+        for name in ("early_stopping", "reduce_lr_on_plateau"):
+            option = getattr(self, name)
+            if option is None:
+                continue
+            monitor = option.monitor
+            if monitor.startswith("val_") and self.validation_split == 0:
+                raise ValueError(
+                    f"{name}.monitor={monitor!r} needs validation rows: set validation_split "
+                    "(for example 0.2), or monitor 'loss'"
+                )
+            metric = monitor.removeprefix("val_")
+            allowed = ("loss", "mae") if self.task == "regression" else ("loss", "accuracy")
+            if metric not in allowed:
+                expected = [m for a in allowed for m in (a, f"val_{a}")]
+                raise ValueError(
+                    f"{name}.monitor={monitor!r} is not reported for task {self.task!r}; "
+                    f"expected one of {expected}"
+                )
+        if self.reduce_lr_on_plateau is not None and not isinstance(
+            self.optimizer.learning_rate, float
+        ):
+            raise ValueError(
+                "reduce_lr_on_plateau changes a fixed learning rate, but optimizer.learning_rate "
+                "is a schedule; use one of them (Keras refuses both at once)"
+            )
+        if self.class_weight is not None and self.oversample:
+            raise ValueError(
+                "class_weight and oversample both correct class imbalance; choose one of them"
+            )
+        if self.task == "regression" and (self.class_weight is not None or self.oversample):
+            raise ValueError(
+                "class_weight and oversample apply to classification; task 'regression' has "
+                "no classes"
+            )
         return self
 
     @property
@@ -477,12 +568,48 @@ class ModelSpec(_Strict):
                     f"the output layer has {units} units but the target has {n_classes} classes; "
                     f"expected Dense(units={n_classes}, activation='softmax')"
                 )
+        if isinstance(self.class_weight, dict):
+            unknown = sorted(set(self.class_weight) - set(class_counts))
+            missing = sorted(set(class_counts) - set(self.class_weight))
+            if unknown or missing:
+                raise SpecDataMismatch(
+                    f"class_weight needs one weight per class label of the target, "
+                    f"{sorted(class_counts)}; unknown: {unknown}, missing: {missing}"
+                )
         smallest_label, smallest = min(class_counts.items(), key=lambda kv: kv[1])
+        if self.test_split > 0:
+            # The k folds split what the test split leaves of the smallest class.
+            smallest = math.floor(smallest * (1 - self.test_split))
         if self.k_folds > smallest:
             raise SpecDataMismatch(
                 f"k_folds={self.k_folds} is larger than the smallest class "
                 f"({smallest_label!r} has {smallest} rows); stratified k-fold needs k <= {smallest}"
+                + (f" after test_split={self.test_split:g}" if self.test_split > 0 else "")
             )
+        self._check_stratified_splits(class_counts)
+
+    def _check_stratified_splits(self, class_counts: dict[str, int]) -> None:
+        # scikit-learn's stratified train_test_split needs at least one row per class on
+        # each side; refuse here what would otherwise fail in the worker.
+        n_classes, total = len(class_counts), sum(class_counts.values())
+        if self.test_split > 0 and math.ceil(total * self.test_split) < n_classes:
+            raise SpecDataMismatch(
+                f"test_split={self.test_split:g} holds out {math.ceil(total * self.test_split)} "
+                f"of {total} rows, fewer than the {n_classes} classes; raise test_split"
+            )
+        if self.validation_split > 0:
+            fit_rows = math.floor(total * (1 - self.test_split) * (self.k_folds - 1) / self.k_folds)
+            held = math.ceil(fit_rows * self.validation_split)
+            smallest = min(class_counts.values())
+            in_fit = math.floor(
+                smallest * (1 - self.test_split) * (self.k_folds - 1) / self.k_folds
+            )
+            if held < n_classes or in_fit < 2:
+                raise SpecDataMismatch(
+                    f"validation_split={self.validation_split:g} cannot hold out a row of every "
+                    f"class from each fold's {fit_rows} training rows (the smallest class has "
+                    f"{in_fit} there); raise validation_split, lower k_folds, or use more rows"
+                )
 
     def _check_shapes(self, data: DataInfo) -> None:
         n_examples = data.n_rows

@@ -5,13 +5,30 @@ No task bodies live here: the API imports this module and must never load Tensor
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from celery import Celery
+from kombu.entity import Queue
 
 TASK_TRAIN = "kiln.training.run"
 TRAINING_QUEUE = "training"
+# Consumed only by workers on GPU nodes (WORKER_QUEUES=training-gpu).
+GPU_QUEUE = "training-gpu"
+
+
+def queue_for(spec: Mapping[str, Any]) -> str:
+    """The queue a job's message goes to: the spec's ``device`` "gpu" → the GPU queue."""
+    return GPU_QUEUE if spec.get("device") == "gpu" else TRAINING_QUEUE
+
+
+def consumed_queues(names: str) -> list[Queue]:
+    """Celery's ``task_queues`` for a worker from a comma-separated list of queue names."""
+    queues = [Queue(n.strip()) for n in names.split(",") if n.strip()]  # type: ignore[no-untyped-call]
+    if not queues:
+        raise ValueError(f"no queue named in {names!r}; expected e.g. 'training,training-gpu'")
+    return queues
 
 
 def broker_options(

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from registry.settings import RegistrySettings
+from workers.celery_app import TRAINING_QUEUE
+
+
+def _usable_cores() -> int:
+    # The cores this process may run on (taskset, cpuset), not every core of the host.
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 class BrokerSettings(BaseSettings):
@@ -28,3 +38,9 @@ class WorkerSettings(RegistrySettings, BrokerSettings):
     # Each job runs in a fresh child process: TensorFlow's memory is returned when it ends.
     worker_max_tasks_per_child: int = 1
     worker_concurrency: int = 1
+    # Folds of one job train in this many spawned processes at once (1: one after another
+    # in the job's process). Each pins TensorFlow to one thread, so one per core.
+    worker_fold_processes: int = Field(default_factory=_usable_cores, ge=1)
+    # Celery queues this worker consumes, comma-separated: "training", "training-gpu" for
+    # a GPU node, or both.
+    worker_queues: str = TRAINING_QUEUE

@@ -27,25 +27,79 @@ from workers.celery_app import TASK_TRAIN
 log = logging.getLogger("kiln.worker")
 
 
+class Progress:
+    """Where a job is, and the per-epoch history of every fit not yet stored as a fold row.
+
+    Written by the thread that trains (or that reads the fold processes' reports), read
+    by the heartbeat thread, which stores a snapshot with each beat: the database sees
+    the curves at most once per heartbeat interval however short the epochs are.
+    History keys are the fold number as a string, and "refit".
+    """
+
+    def __init__(self, *, n_folds: int, epochs: int) -> None:
+        self._lock = threading.Lock()
+        self._n_folds = n_folds
+        self._epochs = epochs
+        self._latest: dict[str, Any] | None = None
+        self._running: dict[str, dict[str, list[float]]] = {}
+
+    def on_epoch(self, phase: str, fold: int | None, epoch: int, logs: dict[str, float]) -> None:
+        key = "refit" if fold is None else str(fold)
+        with self._lock:
+            series = self._running.setdefault(key, {})
+            for name, value in logs.items():
+                # 7 significant digits: what a float32 Keras log holds, in a third of the JSON.
+                series.setdefault(name, []).append(float(f"{value:.7g}"))
+            self._latest = {
+                "phase": phase,
+                "fold": fold,
+                "n_folds": self._n_folds,
+                "epoch": epoch,
+                "epochs": self._epochs,
+                "logs": {k: float(v) for k, v in logs.items()},
+            }
+
+    def fold_stored(self, fold: int) -> None:
+        with self._lock:
+            self._running.pop(str(fold), None)
+
+    def refit_history(self) -> dict[str, list[float]]:
+        with self._lock:
+            return {k: list(v) for k, v in self._running.get("refit", {}).items()}
+
+    def snapshot(self) -> dict[str, Any] | None:
+        with self._lock:
+            if self._latest is None:
+                return None
+            history = {
+                key: {name: list(values) for name, values in series.items()}
+                for key, series in self._running.items()
+            }
+            return {**self._latest, "history": history}
+
+
 class _Heartbeat(threading.Thread):
     """Writes the job's heartbeat and latest progress every `interval` seconds.
 
     It also notices when the job stopped being `running` (cancelled over the API, or taken
-    back by the sweeper) so training can stop at the next batch.
+    back by the sweeper) so training can stop at the next batch: the training loop only
+    reads the `lost` flag, never the database.
     """
 
-    def __init__(self, sm: sessionmaker[Session], job_id: str, interval: float) -> None:
+    def __init__(
+        self, sm: sessionmaker[Session], job_id: str, interval: float, progress: Progress
+    ) -> None:
         super().__init__(name=f"heartbeat-{job_id}", daemon=True)
         self._sm = sm
         self._job_id = job_id
         self._interval = interval
         self._done = threading.Event()
-        self.progress: dict[str, Any] | None = None
+        self.progress = progress
         self.lost = threading.Event()
 
     def beat(self) -> None:
         with self._sm() as session:
-            alive = jobs.heartbeat(session, job_id=self._job_id, progress=self.progress)
+            alive = jobs.heartbeat(session, job_id=self._job_id, progress=self.progress.snapshot())
             session.commit()
         if not alive:
             self.lost.set()
@@ -68,6 +122,7 @@ def run_training_job(
     sm: sessionmaker[Session],
     store: ArtifactStore,
     heartbeat_interval_s: float,
+    fold_processes: int = 1,
 ) -> str:
     """Run one job to a terminal state. Returns what happened, for the log."""
     worker = f"{socket.gethostname()}:{os.getpid()}"
@@ -89,18 +144,9 @@ def run_training_job(
             dataset.kind,
         )
 
-    heart = _Heartbeat(sm, job_id, heartbeat_interval_s)
+    progress = Progress(n_folds=spec.k_folds, epochs=spec.epochs)
+    heart = _Heartbeat(sm, job_id, heartbeat_interval_s, progress)
     heart.start()
-
-    def on_epoch(phase: str, fold: int | None, epoch: int, logs: dict[str, float]) -> None:
-        heart.progress = {
-            "phase": phase,
-            "fold": fold,
-            "n_folds": spec.k_folds,
-            "epoch": epoch,
-            "epochs": spec.epochs,
-            "logs": {k: float(v) for k, v in logs.items()},
-        }
 
     def on_fold(result: Any) -> None:
         with sm() as session:
@@ -114,6 +160,7 @@ def run_training_job(
                 history=result.history,
             )
             session.commit()
+        progress.fold_stored(result.fold)
 
     try:
         from training.data import load_dataset
@@ -124,7 +171,12 @@ def run_training_job(
             store.get(sha256), kind=kind, target=target, task=spec.task, window=window
         )
         result = run_training(
-            table, spec=spec, on_epoch=on_epoch, on_fold=on_fold, should_stop=heart.lost.is_set
+            table,
+            spec=spec,
+            on_epoch=progress.on_epoch,
+            on_fold=on_fold,
+            should_stop=heart.lost.is_set,
+            fold_processes=fold_processes,
         )
         onnx_sha256 = store.put(result.onnx_bytes)
         keras_sha256 = store.put(result.keras_bytes)
@@ -144,8 +196,15 @@ def run_training_job(
                 library_versions=result.library_versions,
                 device=result.device,
                 retrained_from_id=retrained_from_id,
+                test_metrics=(
+                    None
+                    if result.test_metrics is None
+                    else {**result.test_metrics, "n_test": result.n_test}
+                ),
             )
-            if not jobs.finish_job(session, job_id=job_id, state="succeeded"):
+            # The refit's curves have no fold row: they stay in the finished job's progress.
+            done = {"history": {"refit": progress.refit_history()}}
+            if not jobs.finish_job(session, job_id=job_id, state="succeeded", progress=done):
                 # Cancelled or taken back while exporting: keep the registry as it was.
                 session.rollback()
                 return "dropped: job no longer running"
@@ -180,7 +239,12 @@ def _fail(sm: sessionmaker[Session], job_id: str, reason: str) -> None:
 
 
 def register_tasks(
-    app: Celery, *, sm_factory: Any, store_factory: Any, heartbeat_interval_s: float
+    app: Celery,
+    *,
+    sm_factory: Any,
+    store_factory: Any,
+    heartbeat_interval_s: float,
+    fold_processes: int = 1,
 ) -> None:
     """Bind the task to `app`. Factories run in the child process, after the fork."""
 
@@ -197,6 +261,7 @@ def register_tasks(
             sm=sm_factory(),
             store=store_factory(),
             heartbeat_interval_s=heartbeat_interval_s,
+            fold_processes=fold_processes,
         )
         log.info("job %s: %s", job_id, outcome)
         return outcome

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from registry.artifacts import ArtifactStore, make_artifact_store
 from registry.db import make_engine, make_sessionmaker
-from workers.celery_app import make_celery
+from workers.celery_app import consumed_queues, make_celery
 from workers.settings import WorkerSettings
 from workers.tasks import register_tasks
 
@@ -32,10 +32,13 @@ app = make_celery(settings.redis_url, settings.broker_dir, settings.broker_visib
 app.conf.update(
     worker_max_tasks_per_child=settings.worker_max_tasks_per_child,
     worker_concurrency=settings.worker_concurrency,
+    # Without -Q on the command line, a worker consumes every queue in task_queues.
+    task_queues=consumed_queues(settings.worker_queues),
 )
 register_tasks(
     app,
     sm_factory=_sessionmaker,
     store_factory=_store,
     heartbeat_interval_s=settings.worker_heartbeat_interval_s,
+    fold_processes=settings.worker_fold_processes,
 )

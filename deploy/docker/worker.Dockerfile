@@ -44,4 +44,5 @@ USER 10001:10001
 # goes stale (JOB_HEARTBEAT_TIMEOUT_S on the API).
 # One job at a time, each in a fresh child (WORKER_MAX_TASKS_PER_CHILD=1) so TensorFlow's
 # memory is returned after every job. The parent never imports TensorFlow.
-CMD ["celery", "-A", "workers.worker", "worker", "-Q", "training", "--loglevel", "INFO", "--concurrency", "1"]
+# No -Q: the worker consumes the queues in WORKER_QUEUES (default "training").
+CMD ["celery", "-A", "workers.worker", "worker", "--loglevel", "INFO", "--concurrency", "1"]

@@ -100,6 +100,22 @@ class JobRead(_Read):
     links: dict[str, str] = {}
 
 
+class FitHistoryRead(BaseModel):
+    fold: int | None = Field(description="The fold's number; null for the final refit.")
+    done: bool = Field(description="False while the fit is still running: more epochs follow.")
+    history: dict[str, list[float]] = Field(
+        description="Per-epoch values from Keras: loss and metrics, and val_* where the fit "
+        "had validation rows (the fold's held-out rows, or validation_split's)."
+    )
+
+
+class JobHistoryRead(BaseModel):
+    job_id: str
+    state: str
+    folds: list[FitHistoryRead]
+    refit: FitHistoryRead | None
+
+
 class JobAccepted(BaseModel):
     id: str
     state: str
@@ -142,6 +158,11 @@ class ModelVersionRead(BaseModel):
     dataset: DatasetRef
     spec: dict[str, Any]
     metrics: dict[str, dict[str, float]]
+    test_metrics: dict[str, Any] | None = Field(
+        default=None,
+        description="Scores of this version's model on the rows the spec's test_split held "
+        "out before k-fold (n_test of them); null without a test split.",
+    )
     folds: list[FoldRead]
     parity: dict[str, Any]
     signature: dict[str, Any]

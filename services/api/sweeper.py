@@ -14,7 +14,7 @@ from celery import Celery
 from sqlalchemy.orm import Session, sessionmaker
 
 from registry import jobs
-from workers.celery_app import TASK_TRAIN, TRAINING_QUEUE
+from workers.celery_app import TASK_TRAIN, queue_for
 
 log = logging.getLogger("kiln.sweeper")
 
@@ -36,7 +36,8 @@ def sweep_once(
         )
         session.commit()
         for job_id in resend:
-            celery.send_task(TASK_TRAIN, args=[job_id], queue=TRAINING_QUEUE)
+            spec = jobs.get_job(session, job_id=job_id).spec
+            celery.send_task(TASK_TRAIN, args=[job_id], queue=queue_for(spec))
             jobs.mark_enqueued(session, job_id=job_id)
             session.commit()
     if resend:

@@ -288,3 +288,86 @@ def test_a_killed_worker_loses_no_job(stack: Stack, trained: dict[str, Any]) -> 
     assert job["attempt"] == 2
     assert any("stopped sending heartbeats" in (e["message"] or "") for e in job["events"])
     assert job["model_version"] == 1
+
+
+def _wait_running_with_progress(api: str, job_id: str, timeout: float = 120) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    job: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        job = httpx.get(f"{api}/jobs/{job_id}").json()
+        if job["state"] == "running" and job["progress"]:
+            return job
+        assert job["state"] not in TERMINAL, job["reason"]
+        time.sleep(0.2)
+    raise AssertionError(f"job {job_id} never reported progress: {job}")
+
+
+def test_cancel_over_http_stops_running_and_queued_jobs(stack: Stack) -> None:
+    # Long enough that it cannot finish on its own while the test waits (~minutes of epochs).
+    long_spec = {**SPEC, "epochs": 5000, "k_folds": 2, "batch_size": 8}
+    submit = {"model_name": "cancer-cancel", "dataset": "sklearn:breast_cancer"}
+    running_id = httpx.post(f"{stack.api}/jobs", json={**submit, "spec": long_spec}).json()["id"]
+    # One worker process: the second job waits in the queue behind the first.
+    queued_id = httpx.post(f"{stack.api}/jobs", json={**submit, "spec": long_spec}).json()["id"]
+    running = _wait_running_with_progress(stack.api, running_id)
+    pid = int(running["worker"].rsplit(":", 1)[1])
+    # This job is big enough for its folds to train in spawned processes (one per core).
+    fold_procs = children_of(pid)
+    # Its curves are served while it runs, and grow.
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        curves = httpx.get(f"{stack.api}/jobs/{running_id}/history").json()
+        running_folds = [f for f in curves["folds"] if not f["done"]]
+        if running_folds and len(running_folds[0]["history"]["loss"]) >= 2:
+            break
+        time.sleep(0.3)
+    else:
+        raise AssertionError(f"no growing curve was served: {curves}")
+    assert {"loss", "val_loss"} <= set(running_folds[0]["history"])
+
+    queued_cancel = httpx.post(f"{stack.api}/jobs/{queued_id}/cancel")
+    assert queued_cancel.status_code == 200, queued_cancel.text
+    assert queued_cancel.json()["state"] == "cancelled"
+
+    asked = time.monotonic()
+    resp = httpx.post(f"{stack.api}/jobs/{running_id}/cancel")
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["state"] == "cancelled"
+    # The worker's process stops training at its next batch and ends the task; with
+    # max_tasks_per_child=1 the child then exits, so its pid disappearing is the proof
+    # that training really stopped (the row alone was cancelled by the API at once).
+    while time.monotonic() - asked < 30 and os.path.exists(f"/proc/{pid}") and cmdline(pid):
+        time.sleep(0.2)
+    stopped_after = time.monotonic() - asked
+    assert stopped_after < 30, f"the worker still trains {stopped_after:.0f}s after cancel"
+    time.sleep(1)
+    left = [p for p in fold_procs if os.path.exists(f"/proc/{p}") and cmdline(p)]
+    assert not left, f"fold processes outlived the cancelled job: {[cmdline(p) for p in left]}"
+
+    job = httpx.get(f"{stack.api}/jobs/{running_id}").json()
+    assert job["state"] == "cancelled"
+    assert job["model_version"] is None
+    assert [e["state"] for e in job["events"]] == ["queued", "running", "cancelled"]
+    # It keeps what it had: the curves up to where it stopped.
+    kept = httpx.get(f"{stack.api}/jobs/{running_id}/history").json()
+    assert kept["state"] == "cancelled"
+    assert kept["refit"] is None
+    assert all(not f["done"] for f in kept["folds"])
+    assert max(len(f["history"]["loss"]) for f in kept["folds"]) >= len(
+        running_folds[0]["history"]["loss"]
+    )
+    again = httpx.post(f"{stack.api}/jobs/{running_id}/cancel")
+    assert again.status_code == 409, again.text
+
+    # The worker takes the next job: the cancelled queued one is skipped, a new one trains.
+    quick = {**SPEC, "epochs": 3, "k_folds": 2}
+    next_id = httpx.post(f"{stack.api}/jobs", json={**submit, "spec": quick}).json()["id"]
+    done, _ = wait_for(stack.api, next_id, timeout=300)
+    assert done["state"] == "succeeded", f"{done['reason']}\n{stack.log_tail()}"
+    skipped = httpx.get(f"{stack.api}/jobs/{queued_id}").json()
+    assert skipped["state"] == "cancelled"
+    assert skipped["attempt"] == 0, "a worker trained a job that was cancelled while queued"
+    assert [e["state"] for e in skipped["events"]] == ["queued", "cancelled"]
+    # Only the job that finished registered a version of this model.
+    versions = httpx.get(f"{stack.api}/models/cancer-cancel/versions").json()
+    assert [v["job_id"] for v in versions] == [next_id]

@@ -13,10 +13,17 @@ from registry.errors import InvalidState
 from registry.models import Dataset, ModelVersion, TrainingJob
 from services.api.deps import CeleryDep, SessionDep, StoreDep
 from services.api.routes.datasets import builtin_dataset
-from services.api.schemas import JobAccepted, JobCreate, JobRead, Page
+from services.api.schemas import (
+    FitHistoryRead,
+    JobAccepted,
+    JobCreate,
+    JobHistoryRead,
+    JobRead,
+    Page,
+)
 from services.api.tables import BUILTIN_PREFIX, data_info
 from services.problems import ERROR_RESPONSES
-from workers.celery_app import TASK_TRAIN, TRAINING_QUEUE
+from workers.celery_app import TASK_TRAIN, queue_for
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 log = logging.getLogger("kiln.api")
@@ -24,6 +31,9 @@ log = logging.getLogger("kiln.api")
 
 def job_read(request: Request, job: TrainingJob, version: int | None) -> JobRead:
     read = JobRead.model_validate(job)
+    if read.progress is not None:
+        # The curves are served by /history; a job poll stays small.
+        read.progress = {k: v for k, v in read.progress.items() if k != "history"} or None
     read.model_version = version
     read.links = {"self": str(request.url_for("get_job", job_id=job.id))}
     if version is not None:
@@ -81,7 +91,7 @@ def enqueue(
     # is not in the registry, and if the broker is down the sweeper sends it later.
     session.commit()
     try:
-        celery.send_task(TASK_TRAIN, args=[job.id], queue=TRAINING_QUEUE)
+        celery.send_task(TASK_TRAIN, args=[job.id], queue=queue_for(job.spec))
     except Exception:
         log.exception("could not send job %s to the broker; the sweeper will retry", job.id)
     else:
@@ -103,6 +113,33 @@ def get_job(request: Request, session: SessionDep, job_id: str) -> JobRead:
     a reason."""
     job = jobs.get_job(session, job_id=job_id)
     return job_read(request, job, _version_of(session, job_id))
+
+
+@router.get(
+    "/{job_id}/history",
+    response_model=JobHistoryRead,
+    summary="Per-epoch training curves",
+    responses=ERROR_RESPONSES,
+)
+def get_job_history(session: SessionDep, job_id: str) -> JobHistoryRead:
+    """Loss and metrics after every epoch (training, and validation where the fit has
+    validation rows) for each fold and for the final refit, while the job runs and after.
+    A running fit's lists grow as it trains (refreshed with every heartbeat, about once a
+    second); `done` says whether more epochs follow."""
+    job = jobs.get_job(session, job_id=job_id)
+    running: dict[str, dict[str, list[float]]] = (job.progress or {}).get("history") or {}
+    stored = {f.fold: f for f in job.folds}
+    folds = [FitHistoryRead(fold=f.fold, done=True, history=f.history) for f in stored.values()]
+    folds += [
+        FitHistoryRead(fold=int(key), done=False, history=series)
+        for key, series in running.items()
+        if key.isdigit() and int(key) not in stored
+    ]
+    folds.sort(key=lambda f: f.fold or 0)
+    refit = None
+    if "refit" in running:
+        refit = FitHistoryRead(fold=None, done=job.state == "succeeded", history=running["refit"])
+    return JobHistoryRead(job_id=job.id, state=job.state, folds=folds, refit=refit)
 
 
 @router.get("", response_model=Page[JobRead], summary="List jobs")

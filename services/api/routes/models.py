@@ -77,6 +77,7 @@ def _version_read(request: Request, session: SessionDep, mv: ModelVersion) -> Mo
         dataset=DatasetRef.model_validate(mv.dataset),
         spec=mv.spec,
         metrics=mv.metrics,
+        test_metrics=mv.test_metrics,
         folds=[
             FoldRead.model_validate(f) for f in versions.fold_metrics(session, job_id=mv.job_id)
         ],
