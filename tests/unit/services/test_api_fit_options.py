@@ -51,6 +51,20 @@ REGRESSION = {
 }
 
 BAD = [
+    (
+        body(
+            reduce_lr_on_plateau={"monitor": "loss"},
+            optimizer={
+                "name": "adam",
+                "learning_rate": {
+                    "schedule": "cosine_decay",
+                    "initial_learning_rate": 0.01,
+                    "decay_steps": 100,
+                },
+            },
+        ),
+        "reduce_lr_on_plateau changes a fixed learning rate",
+    ),
     (body(early_stopping={"patience": 3}), "needs validation rows: set validation_split"),
     (
         body(reduce_lr_on_plateau={"monitor": "val_accuracy"}),
