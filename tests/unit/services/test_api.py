@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import copy
 import io
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,21 +15,9 @@ from sqlalchemy import func, select
 
 from registry.db import make_engine
 from registry.models import Dataset, JobEvent, TrainingJob
-from services.api.app import create_app
-from services.settings import ApiSettings
 from tests.factories import SPEC
 
 CSV = b"a,b,label\n1.0,2.0,0\n2.0,1.0,1\n3.0,0.5,0\n4.0,2.5,1\n5.0,1.5,0\n6.0,0.1,1\n"
-
-
-@pytest.fixture(scope="module")
-def client(db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
-    home: Path = tmp_path_factory.mktemp("kiln")
-    settings = ApiSettings(
-        kiln_home=home, database_url=db_url, redis_url=None, job_sweep_interval_s=3600
-    )
-    with TestClient(create_app(settings)) as c:
-        yield c
 
 
 def counts(db_url: str) -> tuple[int, int, int]:

@@ -5,8 +5,6 @@ job is stored."""
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,19 +13,7 @@ from sqlalchemy import func, select
 
 from registry.db import make_engine
 from registry.models import TrainingJob
-from services.api.app import create_app
-from services.settings import ApiSettings
 from tests.factories import SPEC
-
-
-@pytest.fixture(scope="module")
-def client(db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
-    home: Path = tmp_path_factory.mktemp("kiln")
-    settings = ApiSettings(
-        kiln_home=home, database_url=db_url, redis_url=None, job_sweep_interval_s=3600
-    )
-    with TestClient(create_app(settings)) as c:
-        yield c
 
 
 def n_jobs(db_url: str) -> int:

@@ -8,16 +8,12 @@ from __future__ import annotations
 
 import copy
 import io
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from services.api.app import create_app
-from services.settings import ApiSettings
 from tests.unit.services.test_api import counts
 
 CNN: dict[str, Any] = {
@@ -51,16 +47,6 @@ LSTM_REG: dict[str, Any] = {
     "epochs": 2,
     "k_folds": 2,
 }
-
-
-@pytest.fixture(scope="module")
-def client(db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
-    home: Path = tmp_path_factory.mktemp("kiln")
-    settings = ApiSettings(
-        kiln_home=home, database_url=db_url, redis_url=None, job_sweep_interval_s=3600
-    )
-    with TestClient(create_app(settings)) as c:
-        yield c
 
 
 def npz(**arrays: Any) -> bytes:

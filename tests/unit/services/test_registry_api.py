@@ -5,8 +5,6 @@ artifact clean-up, lineage, retrain and comparison."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,8 +16,6 @@ from registry import jobs
 from registry.artifacts import ArtifactStore
 from registry.db import make_engine
 from registry.models import ModelVersion, RegisteredModel
-from services.api.app import create_app
-from services.settings import ApiSettings
 from tests.factories import make_dataset, make_job, make_version
 
 FOLDS = {
@@ -28,16 +24,6 @@ FOLDS = {
     1: [(0.95, 0.93), (0.93, 0.91), (0.94, 0.92)],
     2: [(0.855, 0.90), (0.86, 0.90), (0.865, 0.90)],
 }
-
-
-@pytest.fixture(scope="module")
-def client(db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
-    home: Path = tmp_path_factory.mktemp("kiln")
-    settings = ApiSettings(
-        kiln_home=home, database_url=db_url, redis_url=None, job_sweep_interval_s=3600
-    )
-    with TestClient(create_app(settings)) as c:
-        yield c
 
 
 def mean(xs: list[float]) -> float:

@@ -1,0 +1,21 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from services.api.app import create_app
+from services.settings import ApiSettings
+
+
+@pytest.fixture(scope="module")
+def client(db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+    """The API in-process on the parametrised database, with no broker and no sweeper."""
+    home: Path = tmp_path_factory.mktemp("kiln")
+    settings = ApiSettings(
+        kiln_home=home, database_url=db_url, redis_url=None, job_sweep_interval_s=3600
+    )
+    with TestClient(create_app(settings)) as c:
+        yield c
