@@ -26,6 +26,7 @@ import redis
 from tests.conftest import create_pg_database, drop_pg_database, pg_url, require_server
 from tests.e2e.conftest import REDIS_URL, Stack, children_of, cmdline, free_port, wait_ready
 from tests.s3server import CREDS, REGION, moto_s3_server, s3_client
+from training.spec import ModelSpec
 
 pytestmark = pytest.mark.e2e
 
@@ -148,7 +149,8 @@ def test_lineage_of_a_trained_version_is_true(
     assert lineage["job"]["id"] == job["id"]
     assert lineage["job"]["state"] == "succeeded"
     assert lineage["spec"] == job["spec"]
-    assert {k: lineage["spec"][k] for k in SPEC} == SPEC
+    # What was sent, with every default the spec schema filled in made explicit.
+    assert lineage["spec"] == ModelSpec.model_validate(SPEC).model_dump(mode="json")
     assert lineage["seed"] == SPEC["seed"]
     assert lineage["dataset"]["id"] == dataset["id"]
     assert lineage["dataset"]["sha256"] == dataset["sha256"]
