@@ -178,7 +178,10 @@ class ModelRead(BaseModel):
     tags: dict[str, str] = {}
     aliases: dict[str, int] = Field(default={}, description="Alias → version it points at.")
     created_at: datetime
-    latest_version: int | None
+    latest_version: int | None = Field(
+        description="The newest version that is not archived: what the predictor serves "
+        "without a version or alias."
+    )
     versions: list[int]
 
 

@@ -21,6 +21,7 @@ from services.predict.source import (
     NoServableVersion,
     Ref,
     ResolvedModel,
+    SourceUnavailable,
     VersionNotFound,
 )
 from services.settings import PredictSettings
@@ -98,9 +99,11 @@ class RegistrySource:
                     name, version, known=[v.version for v in model.versions]
                 ) from None
             sha256, signature = mv.onnx_sha256, mv.signature
-        return ResolvedModel(
-            name=name, version=version, onnx_bytes=self._store.get(sha256), signature=signature
-        )
+        try:
+            onnx_bytes = self._store.get(sha256)
+        except errors.ArtifactStoreUnavailable as exc:
+            raise SourceUnavailable(str(exc)) from exc
+        return ResolvedModel(name=name, version=version, onnx_bytes=onnx_bytes, signature=signature)
 
     def close(self) -> None:
         self._engine.dispose()

@@ -21,6 +21,7 @@ from services.predict.source import (
     NoServableVersion,
     Ref,
     ResolvedModel,
+    SourceUnavailable,
     VersionNotFound,
 )
 
@@ -465,6 +466,11 @@ class ModelCache:
             resolved = self._source.load(name, version)
         except (ModelNotFound, VersionNotFound) as exc:
             raise InferenceError(404, str(exc)) from exc
+        except SourceUnavailable as exc:
+            # Transient: the client may retry, and a load balancer may try another replica.
+            raise InferenceError(
+                503, f"model '{name}' version {version} cannot be read now: {exc}"
+            ) from exc
         except Exception as exc:  # a missing or corrupt artifact: the registry's own errors
             raise InferenceError(
                 500, f"model '{name}' version {version} cannot be read: {exc}"

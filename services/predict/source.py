@@ -81,3 +81,7 @@ class AliasNotFound(LookupError):
             f"alias '{alias}' of model '{name}' not found; "
             + (f"its aliases: {names}" if names else "it has no aliases")
         )
+
+
+class SourceUnavailable(Exception):
+    """The model's files cannot be reached right now (the artifact store is down)."""

@@ -49,13 +49,15 @@ ActorHeader = Annotated[
 
 def _model_read(session: SessionDep, model: RegisteredModel) -> ModelRead:
     numbers = [v.version for v in model.versions]
+    # What the predictor serves without a version: archived versions are never "newest".
+    servable = [v.version for v in model.versions if v.archived_at is None]
     return ModelRead(
         name=model.name,
         description=model.description,
         tags=lifecycle.model_tags(session, model_id=model.id),
         aliases={a.name: v for a, v in aliases.list_aliases(session, model_name=model.name)},
         created_at=model.created_at,
-        latest_version=max(numbers) if numbers else None,
+        latest_version=max(servable) if servable else None,
         versions=numbers,
     )
 

@@ -24,6 +24,7 @@ from services.predict.source import (
     ModelNotFound,
     Ref,
     ResolvedModel,
+    SourceUnavailable,
     VersionNotFound,
 )
 from services.settings import PredictSettings
@@ -479,6 +480,22 @@ def test_unexpected_errors_are_json_500(tmp_path: Path) -> None:
         assert response.json() == {"error": "internal server error"}
         labels = {"route": "/v2/models/{name}/infer", "status": "500"}
         assert _sample(c.get("/metrics").text, "kiln_predict_requests_total", labels) == 1
+
+
+class StoreDownSource(MemorySource):
+    def load(self, name: str, version: int) -> ResolvedModel:
+        raise SourceUnavailable(f"the artifact store holding {name} v{version} does not answer")
+
+
+def test_an_unreachable_artifact_store_is_a_503_that_says_so(tmp_path: Path) -> None:
+    source = StoreDownSource()
+    source.add("cancer", 1, BIN_V1.onnx, BIN_V1.signature)
+    with TestClient(create_app(make_settings(tmp_path), source=source)) as c:
+        response = c.post("/v2/models/cancer/infer", json=infer_body(ROWS))
+        assert response.status_code == 503
+        error = response.json()["error"]
+        assert "model 'cancer' version 1 cannot be read now" in error
+        assert "holding cancer v1 does not answer" in error
 
 
 # --- the named-feature route -----------------------------------------------------------

@@ -241,6 +241,19 @@ def test_archive_and_unarchive(client: TestClient, model: dict[str, Any]) -> Non
     assert client.post(f"/models/{name}/versions/{v1}/unarchive").json()["archived_at"] is None
 
 
+def test_an_archived_newest_version_is_not_the_latest(
+    client: TestClient, model: dict[str, Any]
+) -> None:
+    name, (_, v2, v3) = model["name"], model["versions"]
+    assert client.get(f"/models/{name}").json()["latest_version"] == v3
+    client.post(f"/models/{name}/versions/{v3}/archive").raise_for_status()
+    read = client.get(f"/models/{name}").json()
+    assert read["latest_version"] == v2
+    assert v3 in read["versions"]
+    client.post(f"/models/{name}/versions/{v3}/unarchive").raise_for_status()
+    assert client.get(f"/models/{name}").json()["latest_version"] == v3
+
+
 def test_delete_version_and_its_unshared_artifacts(
     client: TestClient, model: dict[str, Any], db_url: str
 ) -> None:
