@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -42,11 +44,32 @@ def to_onnx(
     def serve(x: Any) -> dict[str, Any]:
         return {OUTPUT_NAME: model(x, training=False)}
 
-    proto, _ = tf2onnx.convert.from_function(
-        serve, input_signature=serve.input_signature, opset=OPSET
-    )
+    with _portable_recurrent_layers(model):
+        proto, _ = tf2onnx.convert.from_function(
+            serve, input_signature=serve.input_signature, opset=OPSET
+        )
     data: bytes = proto.SerializeToString()
     return data
+
+
+@contextmanager
+def _portable_recurrent_layers(model: keras.Model) -> Iterator[None]:
+    """Trace LSTM and GRU layers through Keras's generic loop, not cuDNN.
+
+    Where TensorFlow sees a GPU, Keras runs LSTM/GRU as one ``CudnnRNNV3`` op, which tf2onnx
+    cannot convert (it writes the op into the graph with a warning, and ONNX Runtime then
+    refuses the file). The generic loop computes the same function and converts to ONNX
+    Loop/Scan ops. Training keeps cuDNN; only the export trace is switched.
+    """
+    layers = [layer for layer in model.layers if hasattr(layer, "use_cudnn")]
+    before = [layer.use_cudnn for layer in layers]
+    for layer in layers:
+        layer.use_cudnn = False
+    try:
+        yield
+    finally:
+        for layer, value in zip(layers, before, strict=True):
+            layer.use_cudnn = value
 
 
 def check_parity(

@@ -1,0 +1,42 @@
+"""The ONNX export of recurrent layers where TensorFlow sees a GPU.
+
+On a GPU Keras runs LSTM and GRU as one cuDNN op that tf2onnx cannot convert. No GPU is
+here, so Keras is told it has one (its own check, patched): the trace then takes the cuDNN
+path exactly as it would on a GPU node, and the export must still give ONNX Runtime a file
+it loads and that agrees with Keras.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import numpy as np
+import onnx
+import pytest
+
+from training.builder import import_keras
+from training.export import check_parity, to_onnx
+
+
+@pytest.mark.parametrize("layer", ["LSTM", "GRU"])
+def test_recurrent_layers_export_without_cudnn_ops_where_a_gpu_is_seen(
+    layer: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    keras = import_keras()
+    rnn = importlib.import_module("keras.src.backend.tensorflow.rnn")
+    model = keras.Sequential(
+        [keras.Input((6, 3)), getattr(keras.layers, layer)(5), keras.layers.Dense(1)]
+    )
+    X = np.random.default_rng(0).normal(size=(20, 6, 3)).astype(np.float32)
+    expected = model.predict(X, verbose=0)  # on the CPU, before Keras is told of a GPU
+
+    monkeypatch.setattr(rnn, "_is_gpu_available", lambda: True)
+    onnx_bytes = to_onnx(model, input_shape=(6, 3))
+
+    ops = {node.op_type for node in onnx.load_from_string(onnx_bytes).graph.node}
+    assert not any(op.startswith("Cudnn") for op in ops), ops
+    assert model.layers[0].use_cudnn == "auto"  # training keeps cuDNN
+    monkeypatch.undo()
+    parity = check_parity(model, onnx_bytes, X)
+    assert parity["passed"], parity
+    assert np.allclose(model.predict(X, verbose=0), expected)
