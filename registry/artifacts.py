@@ -8,6 +8,7 @@ or truncated artifact is refused (ArtifactCorrupt), never served.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
 import re
@@ -44,7 +45,8 @@ def _verified(sha256: str, data: bytes, where: str) -> bytes:
 
 class ArtifactStore(Protocol):
     def put(self, data: bytes) -> str:
-        """Store `data` and return its sha256. Storing the same bytes twice is a no-op."""
+        """Store `data` and return its sha256. Storing the same bytes twice writes once;
+        storing them over a damaged copy replaces it."""
         ...
 
     def get(self, sha256: str) -> bytes:
@@ -71,8 +73,9 @@ class LocalArtifactStore:
     def put(self, data: bytes) -> str:
         digest = sha256_hex(data)
         path = self._path(digest)
-        if path.exists():
+        if path.exists() and sha256_hex(path.read_bytes()) == digest:
             return digest
+        # Absent, or a damaged copy under the right name: storing the bytes again repairs it.
         path.parent.mkdir(parents=True, exist_ok=True)
         # Write beside the target and rename: a crash mid-write leaves only a temp file,
         # never a partial file under the real name.
@@ -142,7 +145,9 @@ class S3ArtifactStore:
 
     def put(self, data: bytes) -> str:
         digest = sha256_hex(data)
-        if self.exists(digest):
+        # The object's own SHA-256 checksum (kept by the server since our PUT) says whether
+        # what is there is these bytes; an object replaced behind the store is written again.
+        if self._stored_checksum(digest) == base64.b64encode(bytes.fromhex(digest)).decode():
             return digest
         self._call(
             "put_object",
@@ -163,6 +168,18 @@ class S3ArtifactStore:
         except ArtifactMissing:
             return False
         return True
+
+    def _stored_checksum(self, sha256: str) -> str | None:
+        """The base64 SHA-256 the server holds for the object; None when it is absent or
+        was stored without one."""
+        try:
+            head = self._call(
+                "head_object", self._s3.head_object, Key=self._key(sha256), ChecksumMode="ENABLED"
+            )
+        except ArtifactMissing:
+            return None
+        checksum = head.get("ChecksumSHA256")
+        return str(checksum) if checksum else None
 
     def delete(self, sha256: str) -> None:
         self._call("delete_object", self._s3.delete_object, Key=self._key(sha256))

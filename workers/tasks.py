@@ -210,10 +210,10 @@ def run_training_job(
                 return "dropped: job no longer running"
             session.commit()
         # A version that was deleted at the same moment may have taken files with the same
-        # bytes (same spec, data and seed) out of the store: put back what this one needs.
-        for digest, data in ((onnx_sha256, result.onnx_bytes), (keras_sha256, result.keras_bytes)):
-            if not store.exists(digest):
-                store.put(data)
+        # bytes (same spec, data and seed) out of the store: put back what this one needs
+        # (put writes only what is absent or damaged).
+        for data in (result.onnx_bytes, result.keras_bytes):
+            store.put(data)
         return f"registered {model_name} version {version.version}"
     except Cancelled:
         return "cancelled"

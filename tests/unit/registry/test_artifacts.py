@@ -92,6 +92,16 @@ def test_a_corrupted_artifact_is_refused(store: ArtifactStore) -> None:
     assert exc.value.code == "artifact_corrupt"
 
 
+def test_storing_the_bytes_again_repairs_a_damaged_copy(store: ArtifactStore) -> None:
+    data = os.urandom(20_000)
+    digest = store.put(data)
+    overwrite_behind_the_store(store, digest, data[:7_000])
+    with pytest.raises(ArtifactCorrupt):
+        store.get(digest)
+    assert store.put(data) == digest
+    assert store.get(digest) == data
+
+
 def test_a_truncated_artifact_is_refused(store: ArtifactStore) -> None:
     data = os.urandom(10_000)
     digest = store.put(data)
