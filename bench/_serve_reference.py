@@ -4,7 +4,7 @@
 KILN_BENCH_MODELS_DIR (or the one file KILN_BENCH_ONNX as model KILN_BENCH_MODEL), the
 way a user would write it from the FastAPI and ONNX Runtime docs: a pydantic body, one
 session per model, the default JSON response. Same ORT session options as Kiln, so the
-difference is the HTTP layer.
+difference is the HTTP layer. KILN_BENCH_DEVICE=auto asks for CUDA where ORT lists it.
 """
 
 from __future__ import annotations
@@ -35,7 +35,11 @@ def _session(path: Path) -> ort.InferenceSession:
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+    providers = ["CPUExecutionProvider"]
+    wants_cuda = os.environ.get("KILN_BENCH_DEVICE", "cpu") == "auto"
+    if wants_cuda and "CUDAExecutionProvider" in ort.get_available_providers():
+        providers.insert(0, "CUDAExecutionProvider")
+    return ort.InferenceSession(str(path), sess_options=options, providers=providers)
 
 
 def app() -> FastAPI:

@@ -1,7 +1,8 @@
 """Kiln's predictor against a bare FastAPI + ONNX Runtime reference, driven by wrk.
 
-    .venv/bin/python bench/predict_wrk.py              # smoke: 3 s per cell (~2 minutes)
-    .venv/bin/python bench/predict_wrk.py --seconds 10 # full size, on a quiet machine
+    .venv/bin/python bench/predict_wrk.py                # smoke: 3 s per cell (~2 minutes)
+    .venv/bin/python bench/predict_wrk.py --seconds 12   # full size, on a quiet machine
+    .venv/bin/python bench/predict_wrk.py --device auto  # CUDA where ONNX Runtime has it
 
 One run builds the 8-12-8-1 MLP and a digits-sized CNN (bench/_models.py), registers
 them in a throwaway embedded registry (SQLite + artifact folder), starts Kiln's real
@@ -11,6 +12,11 @@ and drives both with wrk pinned to the other core, posting the same one-row OIP 
 body. It prints req/s, p50 and p99 at 1, 8 and 32 connections and Kiln / reference;
 rows/s for 256-row against 1-row requests; 2 predictor processes against 1; and the CNN
 with dynamic batching on against off. Numbers only: a measurement, not a test.
+
+wrk takes whole seconds, so each round of a cell runs round(--seconds / --rounds) s, at
+least 1. With --device auto both servers ask ONNX Runtime for the CUDA provider (Kiln
+through PREDICT_DEVICE, the reference through KILN_BENCH_DEVICE) and the header says
+which provider each model's session really got.
 """
 
 from __future__ import annotations
@@ -110,7 +116,7 @@ def infer_body(x: np.ndarray) -> bytes:
     return json.dumps({"inputs": [tensor]}).encode()
 
 
-def wrk(url: str, body: bytes, connections: int, seconds: float, workdir: Path) -> Cell:
+def wrk(url: str, body: bytes, connections: int, seconds: int, workdir: Path) -> Cell:
     script = workdir / f"post-{abs(hash(body))}.lua"
     script.write_text(
         'wrk.method = "POST"\n'
@@ -121,7 +127,7 @@ def wrk(url: str, body: bytes, connections: int, seconds: float, workdir: Path) 
         WRK,
         "-t1",
         f"-c{connections}",
-        f"-d{seconds:g}s",
+        f"-d{seconds}s",
         "--latency",
         "-s",
         str(script),
@@ -165,16 +171,16 @@ def line(label: str, cell: Cell) -> str:
 
 
 def interleaved(
-    urls: list[str], body: bytes, connections: int, seconds: float, rounds: int, work: Path
+    urls: list[str], body: bytes, connections: int, seconds: int, rounds: int, work: Path
 ) -> tuple[list[Cell], float]:
-    """Each server in turn, `rounds` times, `seconds / rounds` each: load from other jobs
+    """Each server in turn, `rounds` times, `seconds` each: load from other jobs
     on a shared machine then falls on all of them alike. Returns each server's cell
     (mean req/s, median p50/p99 over rounds) and the median per-round ratio of the first
     server's req/s to the second's."""
     runs: list[list[Cell]] = [[] for _ in urls]
     for _ in range(rounds):
         for i, url in enumerate(urls):
-            runs[i].append(wrk(url, body, connections, seconds / rounds, work))
+            runs[i].append(wrk(url, body, connections, seconds, work))
     cells = [
         Cell(
             float(np.mean([c.rps for c in r])),
@@ -190,7 +196,7 @@ def interleaved(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=3.0, help="per cell (full size: 10)")
+    parser.add_argument("--seconds", type=float, default=3.0, help="per cell (full size: 12)")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per cell")
     parser.add_argument("--connections", default="1,8,32")
     parser.add_argument("--models", default="mlp,cnn")
@@ -199,12 +205,16 @@ def main() -> None:
     parser.add_argument(
         "--only", default="compare,rows,workers,batching", help="which sections to run"
     )
+    parser.add_argument(
+        "--device", choices=["cpu", "auto"], default="cpu", help="auto: CUDA where ORT has it"
+    )
     args = parser.parse_args()
     conns = [int(c) for c in args.connections.split(",")]
     sections = set(args.only.split(","))
     if not Path(WRK).exists():
         sys.exit("wrk is not installed (apt-get install wrk)")
-    secs, rounds = args.seconds, args.rounds
+    rounds = args.rounds
+    secs = max(1, round(args.seconds / rounds))  # per round; wrk takes whole seconds
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -218,11 +228,15 @@ def main() -> None:
             (models_dir / f"{name}.onnx").write_bytes(onnx_bytes)
             register(home, name, onnx_bytes, signature)
             bodies[name] = infer_body(rng.normal(size=(1, *item)).astype(np.float32))
-        env = {"KILN_HOME": str(home), "PREDICT_DEVICE": "cpu", "PREDICT_PRELOAD": "mlp,cnn"}
-        ref_env = {"KILN_BENCH_MODELS_DIR": str(models_dir)}
+        env = {
+            "KILN_HOME": str(home),
+            "PREDICT_DEVICE": args.device,
+            "PREDICT_PRELOAD": "mlp,cnn",
+        }
+        ref_env = {"KILN_BENCH_MODELS_DIR": str(models_dir), "KILN_BENCH_DEVICE": args.device}
         print(
-            f"wrk -t1 pinned to CPU 1; servers pinned to CPU 0; {secs:g} s per cell "
-            f"in {rounds} interleaved rounds; ratio: median of the rounds' ratios"
+            f"wrk -t1 pinned to CPU 1; servers pinned to CPU 0; {rounds} interleaved rounds "
+            f"of {secs} s per cell; ratio: median of the rounds' ratios"
         )
 
         if "compare" in sections:
@@ -233,6 +247,10 @@ def main() -> None:
             ):
                 for name in args.models.split(","):
                     check_same_answers(kiln, ref, name, bodies[name])
+                    meta = httpx.get(f"{kiln}/v2/models/{name}").json()
+                    print(
+                        f"{name}: Kiln's session runs on {meta['parameters']['execution_provider']}"
+                    )
                     urls = [f"{kiln}/v2/models/{name}/infer", f"{ref}/v2/models/{name}/infer"]
                     for c in conns:
                         (k, r), ratio = interleaved(urls, bodies[name], c, secs, rounds, work)
@@ -245,8 +263,8 @@ def main() -> None:
             big = infer_body(rng.normal(size=(256, 8)).astype(np.float32))
             with server("services.predict.app", env) as kiln:
                 url = f"{kiln}/v2/models/mlp/infer"
-                one = wrk(url, bodies["mlp"], 32, secs, work)
-                many = wrk(url, big, 32, secs, work)
+                one = wrk(url, bodies["mlp"], 32, secs * rounds, work)
+                many = wrk(url, big, 32, secs * rounds, work)
             print(line("mlp 1 row/request", one) + f"  {one.rps:9.0f} rows/s")
             print(line("mlp 256 rows/request", many) + f"  {many.rps * 256:9.0f} rows/s")
             print(f"rows/s 256-row / 1-row: {many.rps * 256 / one.rps:.1f}x")
