@@ -313,6 +313,8 @@ def test_cancel_over_http_stops_running_and_queued_jobs(stack: Stack) -> None:
     pid = int(running["worker"].rsplit(":", 1)[1])
     # This job is big enough for its folds to train in spawned processes (one per core).
     fold_procs = children_of(pid)
+    if len(os.sched_getaffinity(0)) >= 2:
+        assert fold_procs, "a 2-fold job on 2 cores trains its folds in processes"
     # Its curves are served while it runs, and grow.
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -339,7 +341,9 @@ def test_cancel_over_http_stops_running_and_queued_jobs(stack: Stack) -> None:
     while time.monotonic() - asked < 30 and os.path.exists(f"/proc/{pid}") and cmdline(pid):
         time.sleep(0.2)
     stopped_after = time.monotonic() - asked
-    assert stopped_after < 30, f"the worker still trains {stopped_after:.0f}s after cancel"
+    print(f"\n[{stack.kind}] the worker stopped {stopped_after:.1f} s after cancel")  # noqa: T201
+    # Measured here: 2.2 s (the next heartbeat, then the next 32-batch call); 10 s of slack.
+    assert stopped_after < 10, f"the worker still trained {stopped_after:.0f}s after cancel"
     time.sleep(1)
     left = [p for p in fold_procs if os.path.exists(f"/proc/{p}") and cmdline(p)]
     assert not left, f"fold processes outlived the cancelled job: {[cmdline(p) for p in left]}"

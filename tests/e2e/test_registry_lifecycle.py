@@ -1,13 +1,14 @@
 """The registry lifecycle on the whole stack as real processes — `kiln up` on PostgreSQL,
 Redis and an S3 bucket (moto's S3 server, its own process on loopback): a trained
 version's lineage is true, artifacts live in the bucket and are checked on the way out,
-an alias is promoted, a retrain records where it came from, and compare shows the
-stored per-fold metrics."""
+an alias is promoted and the predictor follows it within 2 s, a retrain on other data
+records where it came from, and compare shows the stored per-fold metrics."""
 
 from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import io
 import os
 import shutil
 import signal
@@ -22,6 +23,7 @@ from typing import Any
 import httpx
 import pytest
 import redis
+from sklearn.datasets import load_breast_cancer
 
 from tests.conftest import create_pg_database, drop_pg_database, pg_url, require_server
 from tests.e2e.conftest import REDIS_URL, Stack, children_of, cmdline, free_port, wait_ready
@@ -115,6 +117,23 @@ def wait_job(api: str, job_id: str, timeout: float = 300) -> dict[str, Any]:
     raise AssertionError(f"job {job_id} did not finish in {timeout}s")
 
 
+def served_version(predict: str, ref: str, version: int, within_s: float = 2.0) -> bool:
+    """Whether the predictor serves `version` for `ref` within `within_s` of now (the
+    promise an alias move makes), by the model metadata and an inference that names it."""
+    body = {
+        "inputs": [{"name": "features", "shape": [1, 30], "datatype": "FP32", "data": [1.0] * 30}]
+    }
+    deadline = time.monotonic() + within_s
+    while True:
+        meta = httpx.get(f"{predict}/v2/models/{ref}", timeout=10).json()
+        if meta.get("parameters", {}).get("version") == version:
+            answer = httpx.post(f"{predict}/v2/models/{ref}/infer", json=body, timeout=10)
+            return answer.status_code == 200 and answer.json()["model_version"] == str(version)
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+
+
 def dist_version(*names: str) -> str:
     for n in names:
         try:
@@ -203,20 +222,40 @@ def test_promote_retrain_and_compare(s3_stack: tuple[Stack, str], trained: dict[
         headers={"X-Kiln-Actor": "e2e"},
     )
     assert put.status_code == 200, put.text
-    retrain = httpx.post(f"{api}/models/{model}/versions/1/retrain", json={}, timeout=60)
+    assert served_version(stack.predict, f"{model}@production", 1)
+
+    # Retrain version 1's spec on other data: an upload of the first 400 rows.
+    frame = load_breast_cancer(as_frame=True).frame.head(400)
+    data = frame.to_csv(index=False).encode()
+    up = httpx.post(
+        f"{api}/datasets",
+        files={"file": ("cancer-400.csv", io.BytesIO(data), "text/csv")},
+        data={"target": "target"},
+    )
+    assert up.status_code == 201, up.text
+    retrain = httpx.post(
+        f"{api}/models/{model}/versions/1/retrain", json={"dataset": up.json()["id"]}, timeout=60
+    )
     assert retrain.status_code == 202, retrain.text
     job = wait_job(api, retrain.json()["id"])
     assert job["state"] == "succeeded", f"{job['reason']}\n{stack.log_tail()}"
     assert job["model_version"] == 2
+    assert job["dataset_id"] == up.json()["id"]
     v2 = httpx.get(f"{api}/models/{model}/versions/2").json()
     assert v2["retrained_from"] == {"model_name": model, "version": 1}
     assert v2["spec"] == httpx.get(f"{api}/models/{model}/versions/1").json()["spec"]
     lineage = httpx.get(f"{api}/models/{model}/versions/2/lineage").json()
     assert lineage["retrained_from"] == {"model_name": model, "version": 1}
+    assert lineage["dataset"]["sha256"] == hashlib.sha256(data).hexdigest()
+    assert lineage["dataset"]["shape"] == [400, 30]
+
+    # Alias moves made over REST reach the running predictor.
     moved = httpx.put(f"{api}/models/{model}/aliases/production", json={"version": 2}).json()
     assert (moved["from_version"], moved["to_version"]) == (1, 2)
+    assert served_version(stack.predict, f"{model}@production", 2)
     back = httpx.post(f"{api}/models/{model}/aliases/production/rollback", json={}).json()
     assert (back["from_version"], back["to_version"]) == (2, 1)
+    assert served_version(stack.predict, f"{model}@production", 1)
     history = httpx.get(f"{api}/models/{model}/aliases/history").json()
     assert [(h["from_version"], h["to_version"]) for h in history] == [(2, 1), (1, 2), (None, 1)]
 
