@@ -57,11 +57,14 @@ def fold_splits(y: np.ndarray, *, spec: ModelSpec) -> list[tuple[np.ndarray, np.
     return list(splitter.split(np.zeros((len(y), 1)), y))
 
 
-# Spawning a process and importing TensorFlow in it costs seconds: below this many
-# optimizer steps per fold, folds run one after another in the calling process.
-MIN_STEPS_FOR_PROCESSES = 3000
-# At most this many batches per tf.function call: ~30% faster on a small MLP, while a
-# big model still sees a cancel within a few dozen batches.
+# Spawning a process and importing TensorFlow in it costs ~5 s, and two fold processes on
+# two cores each run ~1.4x slower than one alone: below this many optimizer steps per fold,
+# folds run one after another in the calling process. Course MLP, 5 folds, 2 cores
+# (bench/kfold_speed.py): 7,800 steps a fold, 16.8 s one after another and 16.7 s in two
+# processes; 39,000 steps, 75.4 s and 67.5 s.
+MIN_STEPS_FOR_PROCESSES = 15_000
+# At most this many batches per tf.function call: 38 -> 15 ms an epoch on the course MLP,
+# while a big model still sees a cancel within a few dozen batches.
 STEPS_PER_EXECUTION = 32
 
 
@@ -222,10 +225,10 @@ def _fit(
         X, y = oversample(X, y, seed=spec.seed)
     model = build_model(spec, input_shape=X.shape[1:], mean=mean, std=std)
     # Small models spend most of a step in Python and in tf.function calls, not in math:
-    # Keras runs this many batches per call instead (the same updates in the same order,
-    # so the same results; checked equal to the last digit on the course MLP). Batch
-    # callbacks, and so the cancel check, then run once per call. Set here rather than in
-    # compile() so the builder stays about the model; Keras reads it when fit first runs.
+    # Keras runs this many batches per call instead (the same updates in the same order).
+    # Batch callbacks, and so the cancel check, then run once per call. Set here rather
+    # than in compile() so the builder stays about the model; Keras reads it when fit
+    # first runs.
     model.steps_per_execution = max(
         1, min(STEPS_PER_EXECUTION, math.ceil(len(X) / spec.batch_size))
     )
@@ -253,15 +256,29 @@ def _fit(
             )
         )
     history = model.fit(
-        X,
-        _target(y, spec),
+        epoch_batches(X, _target(y, spec), spec=spec),
         epochs=spec.epochs,
-        batch_size=spec.batch_size,
         class_weight=class_weights(spec, y, label_weights) if classify else None,
         callbacks=callbacks,
+        shuffle=False,  # the pipeline shuffles; fit would only warn that it cannot
         verbose=0,
     )
     return model, {k: [float(v) for v in vs] for k, vs in history.history.items()}
+
+
+def epoch_batches(X: np.ndarray, target: np.ndarray, *, spec: ModelSpec) -> Any:
+    """The training rows as fit consumes them: every row once an epoch, in a new order
+    each epoch (seeded), in batches of ``batch_size``, the last one partial — what fit
+    does with arrays. Given arrays, Keras 3 builds a pipeline of index permutations and
+    gathers that costs ~25 ms an epoch to start on one thread, more than the course
+    MLP's 39 steps; this plain tf.data pipeline costs ~1 ms (bench/kfold_speed.py)."""
+    import tensorflow as tf
+
+    return (
+        tf.data.Dataset.from_tensor_slices((X, target))
+        .shuffle(len(X), seed=spec.seed, reshuffle_each_iteration=True)
+        .batch(spec.batch_size)
+    )
 
 
 def class_weights(

@@ -9,8 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.datasets import load_breast_cancer, make_classification
+from sklearn.model_selection import train_test_split
 
-from training.cv import class_weights, oversample, run_kfold
+from training.builder import import_keras
+from training.cv import class_weights, epoch_batches, fit_full, oversample, run_kfold
 from training.data import Table, load_table
 from training.pipeline import run_training
 from training.spec import ModelSpec
@@ -73,6 +75,46 @@ def test_early_stopping_stops_before_the_last_epoch() -> None:
         assert epochs_run - 1 - best == 3
         # The validation rows come out of the fold's training rows: fewer rows train.
         assert fold.n_train + fold.n_val == len(y)
+
+
+def test_restore_best_weights_leaves_the_model_of_the_best_epoch() -> None:
+    X, y = load_breast_cancer(return_X_y=True)
+    X = X.astype(np.float32)
+    spec = _spec(
+        epochs=300,
+        optimizer={"name": "adam", "learning_rate": 0.05},
+        validation_split=0.25,
+        early_stopping={"monitor": "val_loss", "patience": 3, "restore_best_weights": True},
+    )
+    curves: list[float] = []
+
+    model = fit_full(X, y, spec=spec, on_epoch=lambda *a: curves.append(a[3]["val_loss"]))
+
+    # The rows fit_full held out for validation, drawn as it draws them.
+    _, X_val, _, y_val = train_test_split(X, y, test_size=0.25, random_state=spec.seed, stratify=y)
+    keras = import_keras()
+    pred = model(X_val, training=False)
+    now = float(keras.losses.BinaryCrossentropy()(y_val.astype(np.float32), pred))
+    assert curves[-1] > min(curves)  # it stopped on a worse epoch ...
+    assert now == pytest.approx(min(curves), rel=1e-5)  # ... and kept the best one's weights
+
+
+def test_each_epoch_sees_every_row_once_in_a_new_seeded_order() -> None:
+    X = np.arange(37, dtype=np.float32).reshape(37, 1)
+    spec = _spec(batch_size=8, seed=5)
+
+    def epochs(n: int) -> list[list[list[float]]]:
+        dataset = epoch_batches(X, X[:, 0], spec=spec)
+        return [[b[0].numpy().ravel().tolist() for b in dataset] for _ in range(n)]
+
+    first = epochs(3)
+    for batches in first:
+        assert [len(b) for b in batches] == [8, 8, 8, 8, 5]  # the last batch partial
+        rows = [r for b in batches for r in b]
+        assert sorted(rows) == list(range(37))  # every row once
+        assert rows != list(range(37))  # shuffled
+    assert first[0] != first[1] != first[2]  # a new order each epoch
+    assert epochs(3) == first  # the same seed, the same orders
 
 
 def test_reduce_lr_on_plateau_lowers_the_learning_rate() -> None:
