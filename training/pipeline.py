@@ -96,7 +96,9 @@ def run_training(
     if not parity["passed"]:
         raise ParityError(
             f"the ONNX export differs from the Keras model by up to {parity['max_abs_diff']:.3g} "
-            f"on {parity['rows']} training rows; the tolerance is {parity['tolerance']:g}. "
+            f"on {parity['rows']} training rows; the tolerance is {parity['tolerance']:g}, or "
+            f"{parity['relative_tolerance']:g} of outputs larger than "
+            f"{parity['tolerance'] / parity['relative_tolerance']:g}. "
             "A layer or activation in this spec may not export faithfully; report it with the spec"
         )
     return TrainingResult(

@@ -1,4 +1,4 @@
-"""The ONNX export of recurrent layers where TensorFlow sees a GPU.
+"""The ONNX export and its parity check.
 
 On a GPU Keras runs LSTM and GRU as one cuDNN op that tf2onnx cannot convert. No GPU is
 here, so Keras is told it has one (its own check, patched): the trace then takes the cuDNN
@@ -40,3 +40,26 @@ def test_recurrent_layers_export_without_cudnn_ops_where_a_gpu_is_seen(
     parity = check_parity(model, onnx_bytes, X)
     assert parity["passed"], parity
     assert np.allclose(model.predict(X, verbose=0), expected)
+
+
+def _dense(bias: float, seed: int) -> object:
+    keras = import_keras()
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3), keras.layers.Dense(1)])
+    model.layers[-1].bias.assign([bias])
+    return model
+
+
+def test_parity_is_absolute_for_small_outputs_and_relative_for_large_ones() -> None:
+    X = np.random.default_rng(1).normal(size=(200, 4)).astype(np.float32)
+    large = _dense(123_456.0, seed=0)
+    parity = check_parity(large, to_onnx(large, n_features=4), X)
+    assert parity["passed"], parity
+    assert parity["max_rel_diff"] <= 1e-5
+
+    # Another model's file: a real mismatch fails, small outputs or large.
+    for bias in (0.0, 123_456.0):
+        ours, other = _dense(bias, seed=0), _dense(bias, seed=1)
+        failed = check_parity(ours, to_onnx(other, n_features=4), X)
+        assert not failed["passed"], failed
+        assert failed["max_abs_diff"] > 1e-4
