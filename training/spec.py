@@ -31,6 +31,12 @@ Activation = Literal[
     "softplus",
     "leaky_relu",
 ]
+# An LSTM or GRU gate scales the state it keeps; an unbounded gate lets that state grow
+# without limit, step after step. Keras accepts any activation there, but such a model's
+# outputs explode with the data, and then Keras and ONNX Runtime part by more than float32
+# can hide (a GRU with a linear or elu gate failed parity on random data; sigmoid, tanh
+# and softmax never did). Refused at the door, not after training.
+GateActivation = Literal["sigmoid", "tanh", "softmax"]
 OptimizerName = Literal["sgd", "rmsprop", "adagrad", "adadelta", "adam", "adamax", "nadam", "adamw"]
 LossName = Literal[
     "binary_crossentropy",
@@ -214,12 +220,12 @@ class SimpleRNN(_Recurrent):
 
 class LSTM(_Recurrent):
     type: Literal["LSTM"]
-    recurrent_activation: Activation = "sigmoid"
+    recurrent_activation: GateActivation = "sigmoid"
 
 
 class GRU(_Recurrent):
     type: Literal["GRU"]
-    recurrent_activation: Activation = "sigmoid"
+    recurrent_activation: GateActivation = "sigmoid"
 
 
 Layer = Annotated[

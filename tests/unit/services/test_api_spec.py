@@ -314,6 +314,17 @@ BAD_SPECS = [
         ),
         "recurrent_dropout: Extra inputs are not permitted",
     ),
+    (
+        "sklearn:breast_cancer",
+        with_layers(
+            LSTM_REG,
+            [
+                {"type": "GRU", "units": 2, "recurrent_activation": "linear"},
+                {"type": "Dense", "units": 1},
+            ],
+        ),
+        "recurrent_activation: Input should be 'sigmoid', 'tanh' or 'softmax'",
+    ),
 ]
 
 

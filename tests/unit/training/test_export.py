@@ -9,6 +9,7 @@ it loads and that agrees with Keras.
 from __future__ import annotations
 
 import importlib
+from typing import get_args
 
 import numpy as np
 import onnx
@@ -63,3 +64,36 @@ def test_parity_is_absolute_for_small_outputs_and_relative_for_large_ones() -> N
         failed = check_parity(ours, to_onnx(other, n_features=4), X)
         assert not failed["passed"], failed
         assert failed["max_abs_diff"] > 1e-4
+
+
+def test_every_recurrent_activation_and_gate_the_spec_accepts_exports_faithfully() -> None:
+    # The layer-family tests train with the default activations; here every activation
+    # the schema accepts for SimpleRNN, LSTM and GRU, and every gate, on untrained weights
+    # and inputs twice the standardised scale.
+    from training.builder import build_model
+    from training.spec import Activation, GateActivation, ModelSpec
+
+    activations, gates = get_args(Activation), get_args(GateActivation)
+    X = np.random.default_rng(0).normal(size=(64, 6, 3)).astype(np.float32) * 2
+    failed = []
+    for layer in ("SimpleRNN", "LSTM", "GRU"):
+        for i, activation in enumerate(activations):
+            spec_layer = {"type": layer, "units": 5, "activation": activation}
+            if layer != "SimpleRNN":
+                spec_layer["recurrent_activation"] = gates[i % len(gates)]
+            spec = ModelSpec.model_validate(
+                {
+                    "task": "regression",
+                    "loss": "mse",
+                    "window": {"steps": 6, "horizon": 1},
+                    "layers": [spec_layer, {"type": "Dense", "units": 1}],
+                    "k_folds": 2,
+                }
+            )
+            model = build_model(
+                spec, input_shape=(6, 3), mean=np.zeros(3, np.float32), std=np.ones(3, np.float32)
+            )
+            parity = check_parity(model, to_onnx(model, input_shape=(6, 3)), X)
+            if not parity["passed"]:
+                failed.append((spec_layer, parity["max_abs_diff"]))
+    assert not failed
