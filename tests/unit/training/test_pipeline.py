@@ -42,6 +42,22 @@ def _binary_spec(**overrides: object) -> ModelSpec:
     return ModelSpec.model_validate(fields)
 
 
+def _regression_spec(**overrides: object) -> ModelSpec:
+    fields: dict[str, object] = {
+        "task": "regression",
+        "layers": [
+            {"type": "Dense", "units": 16, "activation": "relu"},
+            {"type": "Dense", "units": 1, "activation": "linear"},
+        ],
+        "loss": "huber",
+        "optimizer": {"learning_rate": 0.05},
+        "epochs": 8,
+        "k_folds": 3,
+    }
+    fields.update(overrides)
+    return ModelSpec.model_validate(fields)
+
+
 @pytest.fixture(scope="module")
 def cancer() -> Table:
     return load_table(_csv(load_breast_cancer(as_frame=True).frame), target="target", task="binary")
@@ -151,21 +167,8 @@ def test_progress_callbacks_report_every_epoch_and_fold(
 def test_regression_pipeline() -> None:
     data = load_diabetes(as_frame=True).frame.iloc[:150]
     table = load_table(_csv(data), target="target", task="regression")
-    spec = ModelSpec.model_validate(
-        {
-            "task": "regression",
-            "layers": [
-                {"type": "Dense", "units": 16, "activation": "relu"},
-                {"type": "Dense", "units": 1, "activation": "linear"},
-            ],
-            "loss": "huber",
-            "optimizer": {"learning_rate": 0.05},
-            "epochs": 8,
-            "k_folds": 3,
-        }
-    )
 
-    result = run_training(table, spec=spec)
+    result = run_training(table, spec=_regression_spec())
 
     assert set(result.summary) == {"mse", "rmse", "mae", "r2"}
     assert all(set(f.metrics) == {"mse", "rmse", "mae", "r2"} for f in result.folds)
@@ -309,19 +312,7 @@ def test_a_regression_on_a_target_in_the_hundred_thousands_passes_parity() -> No
     data = load_diabetes(as_frame=True).frame
     data["target"] *= 1000.0
     table = load_table(_csv(data), target="target", task="regression")
-    spec = ModelSpec.model_validate(
-        {
-            "task": "regression",
-            "layers": [
-                {"type": "Dense", "units": 16, "activation": "relu"},
-                {"type": "Dense", "units": 1, "activation": "linear"},
-            ],
-            "loss": "mse",
-            "optimizer": {"learning_rate": 0.5},
-            "epochs": 30,
-            "k_folds": 2,
-        }
-    )
+    spec = _regression_spec(loss="mse", optimizer={"learning_rate": 0.5}, epochs=30, k_folds=2)
 
     result = run_training(table, spec=spec)
 
