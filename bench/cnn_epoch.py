@@ -79,10 +79,12 @@ def main() -> None:
     plain_times = epoch_times(plain, X, y, args.epochs, keras)
 
     from training.cv import fit_full
+    from training.fit import FitPlan
+    from training.hooks import Hooks
 
     marks: list[float] = []
     timed = spec.model_copy(update={"epochs": args.epochs + 1, "batch_size": 32})
-    fit_full(X, y, spec=timed, on_epoch=lambda *_: marks.append(time.perf_counter()))
+    fit_full(FitPlan(timed, Hooks(on_epoch=lambda *_: marks.append(time.perf_counter()))), X, y)
     fit_times = list(np.diff(marks))  # from the warm-up epoch's end on
 
     n = len(X)

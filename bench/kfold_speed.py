@@ -87,6 +87,7 @@ def kiln(epochs: int, folds: int, processes: int) -> dict[str, Any]:
     sys.path.insert(0, str(ROOT))
     from training.builder import import_keras
     from training.cv import fold_process_count, run_kfold
+    from training.fit import FitPlan
     from training.spec import ModelSpec
 
     import_keras()
@@ -109,7 +110,7 @@ def kiln(epochs: int, folds: int, processes: int) -> dict[str, Any]:
     )
     X, y = table()
     started = time.perf_counter()
-    results = run_kfold(X, y, spec=spec, processes=processes)
+    results = run_kfold(FitPlan(spec), X, y, processes=processes)
     return {
         "seconds": time.perf_counter() - started,
         "f1": [float(r.metrics["f1"]) for r in results],  # type: ignore[arg-type]

@@ -5,13 +5,7 @@ to-version, actor, reason and time. Changes to the aliases of one model are seri
 by a lock on the model's row, taken before the alias is read, so `from_version` is
 always what the alias really pointed at, and two clients moving the same alias at the
 same moment leave one alias row and two history rows that chain (the second's `from` is
-the first's `to`):
-
-- PostgreSQL: `SELECT … FROM registered_model … FOR NO KEY UPDATE`. It does not block
-  version registration, which only takes a key-share lock on the model row.
-- SQLite has no row locks: a no-op UPDATE of the model row takes the database's write
-  lock. As the first write of the transaction, SQLite waits for it (busy_timeout) with
-  a fresh snapshot, so the reads that follow see every committed change.
+the first's `to`); `registry.versions.lock_model` says how on PostgreSQL and SQLite.
 
 The insert race (both see no alias and both insert) cannot happen under that lock; the
 unique (model, name) constraint and a retry stay as the backstop.
@@ -21,15 +15,16 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from registry.db import utcnow
-from registry.errors import AliasInvalid, AliasNotFound, Conflict, NoPreviousVersion
-from registry.models import Alias, AliasEvent, ModelVersion, RegisteredModel
-from registry.versions import get_model, get_version
+from registry.errors import AliasContention, AliasInvalid, AliasNotFound, NoPreviousVersion
+from registry.models import Alias, AliasEvent, RegisteredModel
+from registry.versions import get_model, get_version, lock_model
 
 ALIAS_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 # `latest` means the newest version, `v3` would read as a version number, and
@@ -51,37 +46,12 @@ def check_alias_name(name: str) -> None:
         )
 
 
-def lock_model(session: Session, *, name: str) -> RegisteredModel:
-    """The model row, locked against concurrent alias changes until the transaction ends."""
-    model = get_model(session, name=name)
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(
-            select(RegisteredModel.id)
-            .where(RegisteredModel.id == model.id)
-            .with_for_update(key_share=True)
-        )
-    else:
-        session.execute(
-            update(RegisteredModel)
-            .where(RegisteredModel.id == model.id)
-            .values(name=RegisteredModel.name)
-            .execution_options(synchronize_session=False)
-        )
-    return model
-
-
 def _current(session: Session, model_id: int, alias: str) -> Alias | None:
     return session.scalars(
         select(Alias)
         .where(Alias.registered_model_id == model_id, Alias.name == alias)
         .execution_options(populate_existing=True)
     ).first()
-
-
-def _version_number(session: Session, version_id: int) -> int:
-    number = session.scalar(select(ModelVersion.version).where(ModelVersion.id == version_id))
-    assert number is not None  # the foreign key guarantees it
-    return number
 
 
 def set_alias(
@@ -101,10 +71,11 @@ def set_alias(
         row = _current(session, model.id, alias)
         now = utcnow()
         if row is not None:
-            from_version: int | None = _version_number(session, row.model_version_id)
+            from_version: int | None = row.version
             row.model_version_id = target.id
             row.updated_at = now
             session.flush()
+            session.expire(row, ["version"])  # read again on use: it points elsewhere now
             break
         try:
             with session.begin_nested():
@@ -121,17 +92,30 @@ def set_alias(
         from_version = None
         break
     else:
-        raise Conflict(
+        raise AliasContention(
             f"alias {alias!r} of model {model_name!r} kept changing under this request; try again"
         )
+    return _record(session, model, alias, from_version, target.version, actor, reason, now)
+
+
+def _record(
+    session: Session,
+    model: RegisteredModel,
+    alias: str,
+    from_version: int | None,
+    to_version: int | None,
+    actor: str | None,
+    reason: str | None,
+    at: datetime,
+) -> AliasEvent:
     event = AliasEvent(
         registered_model_id=model.id,
         alias=alias,
         from_version=from_version,
-        to_version=target.version,
+        to_version=to_version,
         actor=actor,
         reason=reason,
-        at=now,
+        at=at,
     )
     session.add(event)
     session.flush()
@@ -150,20 +134,9 @@ def delete_alias(
     row = _current(session, model.id, alias)
     if row is None:
         raise AliasNotFound(_missing(session, model, alias))
-    from_version = _version_number(session, row.model_version_id)
+    from_version = row.version
     session.delete(row)
-    event = AliasEvent(
-        registered_model_id=model.id,
-        alias=alias,
-        from_version=from_version,
-        to_version=None,
-        actor=actor,
-        reason=reason,
-        at=utcnow(),
-    )
-    session.add(event)
-    session.flush()
-    return event
+    return _record(session, model, alias, from_version, None, actor, reason, utcnow())
 
 
 def previous_version(session: Session, *, model_id: int, alias: str) -> int | None:
@@ -216,39 +189,25 @@ def rollback(
 
 
 def _missing(session: Session, model: RegisteredModel, alias: str) -> str:
-    names = [a.name for a, _ in list_aliases(session, model_name=model.name)]
+    names = [a.name for a in list_aliases(session, model_name=model.name)]
     return f"model {model.name!r} has no alias {alias!r}; its aliases are {names}"
 
 
-def get_alias(session: Session, *, model_name: str, alias: str) -> ModelVersion:
-    """The version `alias` points at."""
+def get_alias(session: Session, *, model_name: str, alias: str) -> Alias:
+    """The alias, with the number of the version it points at (`.version`)."""
     model = get_model(session, name=model_name)
     row = _current(session, model.id, alias)
     if row is None:
         raise AliasNotFound(_missing(session, model, alias))
-    found = session.get(ModelVersion, row.model_version_id)
-    assert found is not None
-    return found
+    return row
 
 
-def list_aliases(session: Session, *, model_name: str) -> Sequence[tuple[Alias, int]]:
-    """(alias row, version number) pairs of a model, by alias name."""
+def list_aliases(session: Session, *, model_name: str) -> Sequence[Alias]:
+    """A model's aliases by name, each with the number of the version it points at."""
     model = get_model(session, name=model_name)
-    rows = session.execute(
-        select(Alias, ModelVersion.version)
-        .join(ModelVersion, ModelVersion.id == Alias.model_version_id)
-        .where(Alias.registered_model_id == model.id)
-        .order_by(Alias.name)
+    return session.scalars(
+        select(Alias).where(Alias.registered_model_id == model.id).order_by(Alias.name)
     ).all()
-    return [(a, v) for a, v in rows]
-
-
-def aliases_of_version(session: Session, *, version_id: int) -> list[str]:
-    return list(
-        session.scalars(
-            select(Alias.name).where(Alias.model_version_id == version_id).order_by(Alias.name)
-        ).all()
-    )
 
 
 def alias_history(

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from enum import StrEnum
+from typing import Any, TypeVar
 
-from sqlalchemy import DateTime, MetaData, create_engine, event
+from sqlalchemy import DateTime, MetaData, String, create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -38,6 +39,29 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value
 
 
+E = TypeVar("E", bound=StrEnum)
+
+
+class EnumText(TypeDecorator[E]):
+    """A StrEnum stored as its plain value in a VARCHAR, read back as the member.
+
+    Not SQLAlchemy's Enum type: that one stores member names and may add a CHECK
+    constraint; this keeps the columns the migrations made (plain strings)."""
+
+    impl = String(20)
+    cache_ok = True
+
+    def __init__(self, enum: type[E]) -> None:
+        super().__init__()
+        self.enum = enum
+
+    def process_bind_param(self, value: E | str | None, dialect: Any) -> str | None:  # noqa: ARG002
+        return None if value is None else self.enum(value).value
+
+    def process_result_value(self, value: str | None, dialect: Any) -> E | None:  # noqa: ARG002
+        return None if value is None else self.enum(value)
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
@@ -60,6 +84,17 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             cur.execute("PRAGMA busy_timeout=30000")
             cur.execute("PRAGMA journal_mode=WAL")
             cur.close()
+
+        @event.listens_for(engine, "savepoint")
+        def _begin_before_a_savepoint(conn: Any, _name: str) -> None:
+            # pysqlite opens a transaction only before a write. A SAVEPOINT issued first
+            # opens one itself, and its RELEASE then commits everything: a registration
+            # rolled back afterwards (a cancelled job) would stay. BEGIN first makes the
+            # savepoint a nested one, as on PostgreSQL; transactions still start at their
+            # first write otherwise (registry.versions.lock_model relies on that).
+            dbapi_conn = conn.connection.dbapi_connection
+            if not dbapi_conn.in_transaction:
+                dbapi_conn.execute("BEGIN")
 
         return engine
     kwargs.setdefault("pool_pre_ping", True)

@@ -1,18 +1,8 @@
-"""Registry errors: each has a stable `code` that services map to an HTTP status."""
+"""Registry errors, in the vocabulary of core.errors: each a kind and a stable code."""
 
 from __future__ import annotations
 
-
-class RegistryError(Exception):
-    code = "registry_error"
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-
-class NotFound(RegistryError):
-    code = "not_found"
+from core.errors import Conflict, Invalid, KilnError, NotFound, Unavailable
 
 
 class DatasetNotFound(NotFound):
@@ -31,28 +21,30 @@ class VersionNotFound(NotFound):
     code = "version_not_found"
 
 
-class ArtifactMissing(NotFound):
-    code = "artifact_missing"
-
-
-class ArtifactCorrupt(RegistryError):
-    code = "artifact_corrupt"
-
-
-class Conflict(RegistryError):
-    code = "conflict"
-
-
-class InvalidState(RegistryError):
-    code = "invalid_state"
-
-
 class AliasNotFound(NotFound):
     code = "alias_not_found"
 
 
-class AliasInvalid(RegistryError):
-    code = "alias_invalid"
+class TagNotFound(NotFound):
+    code = "tag_not_found"
+
+
+class ArtifactMissing(NotFound):
+    code = "artifact_missing"
+
+
+class ArtifactCorrupt(KilnError):
+    """Stored bytes that no longer hash to their name: never served."""
+
+    code = "artifact_corrupt"
+
+
+class ArtifactStoreUnavailable(Unavailable):
+    code = "artifact_store_unavailable"
+
+
+class InvalidState(Conflict):
+    code = "invalid_state"
 
 
 class NoPreviousVersion(Conflict):
@@ -63,13 +55,21 @@ class VersionInUse(Conflict):
     code = "version_in_use"
 
 
-class TagInvalid(RegistryError):
+class VersionNumberContention(Conflict):
+    code = "version_number_contention"
+
+
+class AliasContention(Conflict):
+    code = "alias_contention"
+
+
+class AliasInvalid(Invalid):
+    code = "alias_invalid"
+
+
+class TagInvalid(Invalid):
     code = "tag_invalid"
 
 
-class MetricUnknown(RegistryError):
+class MetricUnknown(Invalid):
     code = "metric_unknown"
-
-
-class ArtifactStoreUnavailable(RegistryError):
-    code = "artifact_store_unavailable"

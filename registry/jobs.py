@@ -6,19 +6,23 @@ sweeper, can never both move the same job.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import CursorResult, or_, select, update
 from sqlalchemy.orm import Session
 
+from core.vocabulary import ACTIVE_STATES, TERMINAL_STATES, JobState
 from registry.db import utcnow
 from registry.errors import InvalidState, JobNotFound
-from registry.models import TERMINAL_STATES, FoldMetric, JobEvent, TrainingJob
+from registry.models import FoldMetric, JobEvent, TrainingJob
+
+QUEUED, RUNNING = JobState.QUEUED, JobState.RUNNING
 
 
-def _event(session: Session, job_id: str, state: str, message: str | None, at: datetime) -> None:
+def _event(
+    session: Session, job_id: str, state: JobState, message: str | None, at: datetime
+) -> None:
     session.add(JobEvent(job_id=job_id, state=state, message=message, at=at))
 
 
@@ -40,13 +44,13 @@ def create_job(
         model_name=model_name,
         dataset_id=dataset_id,
         spec=spec,
-        state="queued",
+        state=QUEUED,
         created_at=now,
         retrained_from_id=retrained_from_id,
     )
     session.add(job)
     session.flush()
-    _event(session, job.id, "queued", "accepted", now)
+    _event(session, job.id, QUEUED, "accepted", now)
     session.flush()
     return job
 
@@ -58,18 +62,14 @@ def get_job(session: Session, *, job_id: str) -> TrainingJob:
     return job
 
 
-def list_jobs(
-    session: Session, *, state: str | None = None, limit: int = 100, offset: int = 0
-) -> Sequence[TrainingJob]:
-    query = select(TrainingJob).order_by(TrainingJob.created_at.desc()).limit(limit).offset(offset)
-    if state is not None:
-        query = query.where(TrainingJob.state == state)
-    return session.scalars(query).all()
-
-
-def mark_enqueued(session: Session, *, job_id: str, at: datetime | None = None) -> None:
+def mark_enqueued(session: Session, *, job_id: str, sent: bool = True) -> None:
+    """Record that the job's message went out now (``sent``), or that it did not, so the
+    sweeper sends it soon."""
     session.execute(
-        update(TrainingJob).where(TrainingJob.id == job_id).values(enqueued_at=at or utcnow())
+        update(TrainingJob)
+        .where(TrainingJob.id == job_id)
+        .values(enqueued_at=utcnow() if sent else None)
+        .execution_options(synchronize_session=False)
     )
 
 
@@ -78,9 +78,9 @@ def claim_job(session: Session, *, job_id: str, worker: str) -> TrainingJob | No
     now = utcnow()
     result = session.execute(
         update(TrainingJob)
-        .where(TrainingJob.id == job_id, TrainingJob.state == "queued")
+        .where(TrainingJob.id == job_id, TrainingJob.state == QUEUED)
         .values(
-            state="running",
+            state=RUNNING,
             attempt=TrainingJob.attempt + 1,
             worker=worker,
             started_at=now,
@@ -92,7 +92,7 @@ def claim_job(session: Session, *, job_id: str, worker: str) -> TrainingJob | No
     )
     if _rowcount(result) != 1:
         return None
-    _event(session, job_id, "running", f"claimed by {worker}", now)
+    _event(session, job_id, RUNNING, f"claimed by {worker}", now)
     session.flush()
     job = session.get(TrainingJob, job_id, populate_existing=True)
     assert job is not None
@@ -106,7 +106,7 @@ def heartbeat(session: Session, *, job_id: str, progress: dict[str, Any] | None 
         values["progress"] = progress
     result = session.execute(
         update(TrainingJob)
-        .where(TrainingJob.id == job_id, TrainingJob.state == "running")
+        .where(TrainingJob.id == job_id, TrainingJob.state == RUNNING)
         .values(**values)
         .execution_options(synchronize_session=False)
     )
@@ -122,7 +122,18 @@ def record_fold(
     n_val: int,
     metrics: dict[str, Any],
     history: dict[str, list[float]],
+    progress: dict[str, Any] | None = None,
 ) -> FoldMetric:
+    """Store a finished fold. ``progress``, the job's progress without this fold's running
+    curves, is written in the same transaction, so the curves are in one place at a time.
+    """
+    if progress is not None:
+        session.execute(
+            update(TrainingJob)
+            .where(TrainingJob.id == job_id)
+            .values(progress=progress)
+            .execution_options(synchronize_session=False)
+        )
     # A retried attempt trains the folds again: its numbers replace the lost attempt's.
     existing = session.scalars(
         select(FoldMetric).where(FoldMetric.job_id == job_id, FoldMetric.fold == fold)
@@ -142,7 +153,7 @@ def finish_job(
     session: Session,
     *,
     job_id: str,
-    state: str,
+    state: JobState,
     reason: str | None = None,
     progress: dict[str, Any] | None = None,
 ) -> bool:
@@ -153,17 +164,18 @@ def finish_job(
     the per-epoch history of the fits it had not finished.
     """
     if state not in TERMINAL_STATES:
-        raise InvalidState(f"{state!r} is not a terminal state; expected one of {TERMINAL_STATES}")
+        expected = sorted(s.value for s in TERMINAL_STATES)
+        raise InvalidState(f"{state!r} is not a terminal state; expected one of {expected}")
     now = utcnow()
     result = session.execute(
         update(TrainingJob)
-        .where(TrainingJob.id == job_id, TrainingJob.state == "running")
+        .where(TrainingJob.id == job_id, TrainingJob.state == RUNNING)
         .values(
             state=state,
             reason=reason,
             finished_at=now,
             heartbeat_at=now,
-            **({"progress": progress} if state == "succeeded" else {}),
+            **({"progress": progress} if state == JobState.SUCCEEDED else {}),
         )
         .execution_options(synchronize_session=False)
     )
@@ -186,55 +198,22 @@ def sweep_stale_jobs(
     A running job whose heartbeat is older than `heartbeat_timeout` lost its worker: it is
     queued again while it has attempts left, else failed with that reason. A queued job
     whose message went out longer than `requeue_after` ago (or never went out, because the
-    process that accepted it died first) is sent again. Sending twice is harmless: only one
-    delivery can claim a queued job.
+    process that accepted it died first or the broker refused it) is sent again. Sending
+    twice is harmless: only one delivery can claim a queued job.
     """
     now = utcnow()
-    resend: list[str] = []
-    stale = session.scalars(
-        select(TrainingJob).where(
-            TrainingJob.state == "running",
-            TrainingJob.heartbeat_at < now - heartbeat_timeout,
-        )
-    ).all()
-    for job in stale:
-        last_seen = job.heartbeat_at.isoformat() if job.heartbeat_at else "never"
-        if job.attempt < max_attempts:
-            new_state, message = (
-                "queued",
-                (
-                    f"worker {job.worker} stopped sending heartbeats (last {last_seen}); "
-                    f"queued again for attempt {job.attempt + 1} of {max_attempts}"
-                ),
+    resend = [
+        job.id
+        for job in session.scalars(
+            select(TrainingJob).where(
+                TrainingJob.state == RUNNING, TrainingJob.heartbeat_at < now - heartbeat_timeout
             )
-        else:
-            new_state, message = (
-                "failed",
-                (
-                    f"worker {job.worker} stopped sending heartbeats (last {last_seen}) on attempt "
-                    f"{job.attempt} of {max_attempts}; the job was given up. A worker process is "
-                    "dying on it (out of memory?): check the worker logs, then submit it again"
-                ),
-            )
-        result = session.execute(
-            update(TrainingJob)
-            .where(TrainingJob.id == job.id, TrainingJob.state == "running")
-            .where(TrainingJob.heartbeat_at == job.heartbeat_at)
-            .values(
-                state=new_state,
-                reason=None if new_state == "queued" else message,
-                finished_at=now if new_state == "failed" else None,
-                enqueued_at=None,
-            )
-            .execution_options(synchronize_session=False)
-        )
-        if _rowcount(result) == 1:
-            _event(session, job.id, new_state, message, now)
-            if new_state == "queued":
-                resend.append(job.id)
+        ).all()
+        if _take_back(session, job, max_attempts=max_attempts, now=now) == QUEUED
+    ]
     lost = session.scalars(
         select(TrainingJob.id).where(
-            TrainingJob.state == "queued",
+            TrainingJob.state == QUEUED,
             or_(
                 TrainingJob.enqueued_at.is_(None),
                 TrainingJob.enqueued_at < now - requeue_after,
@@ -248,17 +227,51 @@ def sweep_stale_jobs(
     return resend
 
 
+def _take_back(
+    session: Session, job: TrainingJob, *, max_attempts: int, now: datetime
+) -> JobState | None:
+    """Queue a job whose worker stopped beating again, or fail it on its last attempt;
+    the state it moved to, or None when another sweeper moved it first."""
+    last_seen = job.heartbeat_at.isoformat() if job.heartbeat_at else "never"
+    lost = f"worker {job.worker} stopped sending heartbeats (last {last_seen})"
+    if job.attempt < max_attempts:
+        new_state = QUEUED
+        message = f"{lost}; queued again for attempt {job.attempt + 1} of {max_attempts}"
+    else:
+        new_state = JobState.FAILED
+        message = (
+            f"{lost} on attempt {job.attempt} of {max_attempts}; the job was given up. A worker "
+            "process is dying on it (out of memory?): check the worker logs, then submit it again"
+        )
+    result = session.execute(
+        update(TrainingJob)
+        .where(TrainingJob.id == job.id, TrainingJob.state == RUNNING)
+        .where(TrainingJob.heartbeat_at == job.heartbeat_at)
+        .values(
+            state=new_state,
+            reason=None if new_state == QUEUED else message,
+            finished_at=now if new_state == JobState.FAILED else None,
+            enqueued_at=None,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    if _rowcount(result) != 1:
+        return None
+    _event(session, job.id, new_state, message, now)
+    return new_state
+
+
 def cancel_job(session: Session, *, job_id: str) -> bool:
     """Cancel a queued or running job; its worker sees it at the next heartbeat."""
     now = utcnow()
     result = session.execute(
         update(TrainingJob)
-        .where(TrainingJob.id == job_id, TrainingJob.state.in_(("queued", "running")))
-        .values(state="cancelled", finished_at=now, reason="cancelled by request")
+        .where(TrainingJob.id == job_id, TrainingJob.state.in_(ACTIVE_STATES))
+        .values(state=JobState.CANCELLED, finished_at=now, reason="cancelled by request")
         .execution_options(synchronize_session=False)
     )
     if _rowcount(result) != 1:
         return False
-    _event(session, job_id, "cancelled", "cancelled by request", now)
+    _event(session, job_id, JobState.CANCELLED, "cancelled by request", now)
     session.flush()
     return True

@@ -1,4 +1,9 @@
-"""Registry tables. The database, not the broker, is the source of truth for jobs."""
+"""Registry tables. The database, not the broker, is the source of truth for jobs.
+
+Relationships marked viewonly exist for reading: the registry's view functions load them
+with `selectinload` so that a page of versions or jobs costs a constant number of
+queries; writes go through the registry functions.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +11,20 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, Integer, String, Text, UniqueConstraint
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    select,
+)
+from sqlalchemy.orm import Mapped, column_property, mapped_column, relationship
 
-from registry.db import Base, UTCDateTime, utcnow
-
-JOB_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
-TERMINAL_STATES = ("succeeded", "failed", "cancelled")
+from core.vocabulary import DataKind, JobState
+from registry.db import Base, EnumText, UTCDateTime, utcnow
 
 
 def new_id() -> str:
@@ -27,7 +39,9 @@ class Dataset(Base):
     name: Mapped[str] = mapped_column(String(200))
     source: Mapped[str] = mapped_column(String(20))  # "upload" or "builtin"
     # "table" (CSV) or "image" (NPZ of arrays); a job's spec can cut a table into sequences.
-    kind: Mapped[str] = mapped_column(String(20), default="table", server_default="table")
+    kind: Mapped[DataKind] = mapped_column(
+        EnumText(DataKind), default=DataKind.TABLE, server_default="table"
+    )
     # Shape of the feature array: [rows, columns] for a table, [n, h, w, c] for images.
     shape: Mapped[list[int] | None] = mapped_column(JSON, nullable=True)
     sha256: Mapped[str] = mapped_column(String(64), index=True)
@@ -42,68 +56,6 @@ class Dataset(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
-class TrainingJob(Base):
-    __tablename__ = "training_job"
-
-    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
-    model_name: Mapped[str] = mapped_column(String(200), index=True)
-    dataset_id: Mapped[str] = mapped_column(ForeignKey("dataset.id"))
-    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
-    state: Mapped[str] = mapped_column(String(20), default="queued", index=True)
-    attempt: Mapped[int] = mapped_column(Integer, default=0)
-    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
-    # {"phase", "fold", "n_folds", "epoch", "epochs", "logs"} while running.
-    progress: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
-    worker: Mapped[str | None] = mapped_column(String(200), nullable=True)
-    # Set when the job retrains an existing version (lineage).
-    retrained_from_id: Mapped[int | None] = mapped_column(
-        ForeignKey("model_version.id", use_alter=True), nullable=True
-    )
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-    enqueued_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
-    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
-    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
-    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
-
-    dataset: Mapped[Dataset] = relationship(lazy="joined")
-    events: Mapped[list[JobEvent]] = relationship(
-        order_by="JobEvent.id", back_populates="job", cascade="all, delete-orphan"
-    )
-    folds: Mapped[list[FoldMetric]] = relationship(order_by="FoldMetric.fold")
-
-
-class JobEvent(Base):
-    """One row per state transition, with its time and a message."""
-
-    __tablename__ = "job_event"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    job_id: Mapped[str] = mapped_column(
-        ForeignKey("training_job.id", ondelete="CASCADE"), index=True
-    )
-    state: Mapped[str] = mapped_column(String(20))
-    message: Mapped[str | None] = mapped_column(Text, nullable=True)
-    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-
-    job: Mapped[TrainingJob] = relationship(back_populates="events")
-
-
-class FoldMetric(Base):
-    """Metrics of one cross-validation fold, written as soon as the fold ends."""
-
-    __tablename__ = "fold_metric"
-    __table_args__ = (UniqueConstraint("job_id", "fold"),)
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    job_id: Mapped[str] = mapped_column(ForeignKey("training_job.id", ondelete="CASCADE"))
-    fold: Mapped[int] = mapped_column(Integer)
-    n_train: Mapped[int] = mapped_column(Integer)
-    n_val: Mapped[int] = mapped_column(Integer)
-    metrics: Mapped[dict[str, Any]] = mapped_column(JSON)
-    history: Mapped[dict[str, list[float]]] = mapped_column(JSON)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-
-
 class RegisteredModel(Base):
     __tablename__ = "registered_model"
 
@@ -115,6 +67,8 @@ class RegisteredModel(Base):
     versions: Mapped[list[ModelVersion]] = relationship(
         order_by="ModelVersion.version", back_populates="registered_model"
     )
+    tags: Mapped[list[ModelTag]] = relationship(order_by="ModelTag.key", viewonly=True)
+    aliases: Mapped[list[Alias]] = relationship(order_by="Alias.name", viewonly=True)
 
 
 class ModelVersion(Base):
@@ -151,10 +105,88 @@ class ModelVersion(Base):
     )
     dataset: Mapped[Dataset] = relationship(lazy="joined")
     job: Mapped[TrainingJob] = relationship(foreign_keys=[job_id])
+    tags: Mapped[list[VersionTag]] = relationship(order_by="VersionTag.key", viewonly=True)
+    aliases: Mapped[list[Alias]] = relationship(order_by="Alias.name", viewonly=True)
+    folds: Mapped[list[FoldMetric]] = relationship(
+        primaryjoin="foreign(FoldMetric.job_id) == ModelVersion.job_id",
+        order_by="FoldMetric.fold",
+        viewonly=True,
+    )
+    retrained_from: Mapped[ModelVersion | None] = relationship(
+        remote_side=[id], foreign_keys=[retrained_from_id], viewonly=True
+    )
 
     @property
     def model_name(self) -> str:
         return self.registered_model.name
+
+
+class TrainingJob(Base):
+    __tablename__ = "training_job"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    model_name: Mapped[str] = mapped_column(String(200), index=True)
+    dataset_id: Mapped[str] = mapped_column(ForeignKey("dataset.id"))
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    state: Mapped[JobState] = mapped_column(EnumText(JobState), default=JobState.QUEUED, index=True)
+    attempt: Mapped[int] = mapped_column(Integer, default=0)
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # {"phase", "fold", "n_folds", "epoch", "epochs", "logs", "history"} while running:
+    # "history" holds the curves of the fits whose results are not stored yet (the folds
+    # in flight); a finished fold's curves live in its fold_metric row, the refit's here.
+    progress: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    worker: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    # Set when the job retrains an existing version (lineage).
+    retrained_from_id: Mapped[int | None] = mapped_column(
+        ForeignKey("model_version.id", use_alter=True), nullable=True
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    enqueued_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # The version it registered, read in the same query as the job.
+    version_number: Mapped[int | None] = column_property(
+        select(ModelVersion.version).where(ModelVersion.job_id == id).scalar_subquery()
+    )
+
+    dataset: Mapped[Dataset] = relationship(lazy="joined")
+    events: Mapped[list[JobEvent]] = relationship(
+        order_by="JobEvent.id", back_populates="job", cascade="all, delete-orphan"
+    )
+    folds: Mapped[list[FoldMetric]] = relationship(order_by="FoldMetric.fold", viewonly=True)
+
+
+class JobEvent(Base):
+    """One row per state transition, with its time and a message."""
+
+    __tablename__ = "job_event"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(
+        ForeignKey("training_job.id", ondelete="CASCADE"), index=True
+    )
+    state: Mapped[JobState] = mapped_column(EnumText(JobState))
+    message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    job: Mapped[TrainingJob] = relationship(back_populates="events")
+
+
+class FoldMetric(Base):
+    """Metrics of one cross-validation fold, written as soon as the fold ends."""
+
+    __tablename__ = "fold_metric"
+    __table_args__ = (UniqueConstraint("job_id", "fold"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("training_job.id", ondelete="CASCADE"))
+    fold: Mapped[int] = mapped_column(Integer)
+    n_train: Mapped[int] = mapped_column(Integer)
+    n_val: Mapped[int] = mapped_column(Integer)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON)
+    history: Mapped[dict[str, list[float]]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class ModelTag(Base):
@@ -194,6 +226,10 @@ class Alias(Base):
     name: Mapped[str] = mapped_column(String(100))
     model_version_id: Mapped[int] = mapped_column(ForeignKey("model_version.id"))
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # The number of the version it points at, read in the same query as the alias.
+    version: Mapped[int] = column_property(
+        select(ModelVersion.version).where(ModelVersion.id == model_version_id).scalar_subquery()
+    )
 
 
 class AliasEvent(Base):
@@ -211,3 +247,14 @@ class AliasEvent(Base):
     actor: Mapped[str | None] = mapped_column(String(200), nullable=True)
     reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class OrphanArtifact(Base):
+    """An artifact that a deleted version left without a reference. The sweeper removes
+    its file once the row is older than the grace period and still nothing refers to the
+    hash (registry.orphans)."""
+
+    __tablename__ = "orphan_artifact"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    orphaned_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

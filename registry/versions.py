@@ -1,16 +1,18 @@
-"""Registered models and their numbered versions."""
+"""Registered models and their numbered versions: register, read, describe, archive, delete."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from registry.errors import Conflict, ModelNotFound, VersionNotFound
-from registry.models import FoldMetric, ModelVersion, RegisteredModel
+from registry import orphans
+from registry.db import utcnow
+from registry.errors import ModelNotFound, VersionInUse, VersionNotFound, VersionNumberContention
+from registry.models import Alias, ModelVersion, RegisteredModel, TrainingJob, VersionTag
 
 _VERSION_RETRIES = 5
 
@@ -22,12 +24,30 @@ def get_model(session: Session, *, name: str) -> RegisteredModel:
     return model
 
 
-def list_models(
-    session: Session, *, limit: int = 100, offset: int = 0
-) -> Sequence[RegisteredModel]:
-    return session.scalars(
-        select(RegisteredModel).order_by(RegisteredModel.name).limit(limit).offset(offset)
-    ).all()
+def lock_model(session: Session, *, name: str) -> RegisteredModel:
+    """The model row, locked against concurrent alias changes until the transaction ends.
+
+    PostgreSQL: `SELECT … FOR NO KEY UPDATE`, which does not block version registration
+    (a key-share lock on the model row). SQLite has no row locks: a no-op UPDATE of the
+    model row takes the database's write lock; as the first write of the transaction,
+    SQLite waits for it (busy_timeout) with a fresh snapshot, so the reads that follow see
+    every committed change.
+    """
+    model = get_model(session, name=name)
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(
+            select(RegisteredModel.id)
+            .where(RegisteredModel.id == model.id)
+            .with_for_update(key_share=True)
+        )
+    else:
+        session.execute(
+            update(RegisteredModel)
+            .where(RegisteredModel.id == model.id)
+            .values(name=RegisteredModel.name)
+            .execution_options(synchronize_session=False)
+        )
+    return model
 
 
 def latest_version_number(session: Session, *, model_id: int) -> int | None:
@@ -62,12 +82,6 @@ def get_version(session: Session, *, model_name: str, version: int | None = None
             f"model {model_name!r} has no version {version}; it has versions {numbers}"
         )
     return found
-
-
-def fold_metrics(session: Session, *, job_id: str) -> Sequence[FoldMetric]:
-    return session.scalars(
-        select(FoldMetric).where(FoldMetric.job_id == job_id).order_by(FoldMetric.fold)
-    ).all()
 
 
 def _get_or_create_model(session: Session, name: str) -> RegisteredModel:
@@ -141,7 +155,72 @@ def register_version(
                 return again
             continue
         return version
-    raise Conflict(
+    raise VersionNumberContention(
         f"could not allocate a version number for model {model_name!r} after "
         f"{_VERSION_RETRIES} tries; too many concurrent registrations, try again"
     )
+
+
+def set_model_description(
+    session: Session, *, model_name: str, description: str | None
+) -> RegisteredModel:
+    model = get_model(session, name=model_name)
+    model.description = description
+    session.flush()
+    return model
+
+
+def set_version_description(
+    session: Session, *, model_name: str, version: int, description: str | None
+) -> ModelVersion:
+    mv = get_version(session, model_name=model_name, version=version)
+    mv.description = description
+    session.flush()
+    return mv
+
+
+def archive_version(
+    session: Session, *, model_name: str, version: int, archived: bool = True
+) -> ModelVersion:
+    """Archive (or unarchive) a version: kept on disk and servable by number or alias,
+    but never served as the model's newest version."""
+    mv = get_version(session, model_name=model_name, version=version)
+    if archived and mv.archived_at is None:
+        mv.archived_at = utcnow()
+    elif not archived:
+        mv.archived_at = None
+    session.flush()
+    return mv
+
+
+def delete_version(session: Session, *, model_name: str, version: int) -> list[str]:
+    """Delete a version no alias points at; return the artifact hashes it leaves orphaned.
+
+    Its files are only marked here: the sweeper removes them later, if nothing refers to
+    them by then (registry.orphans). Versions and jobs that were retrained from this one
+    keep their own lineage but lose the link (`retrained_from` becomes null); the version
+    number is never reused.
+    """
+    # The alias lock: an alias cannot be pointed at this version while it is deleted.
+    lock_model(session, name=model_name)
+    mv = get_version(session, model_name=model_name, version=version)
+    pointing = session.scalars(
+        select(Alias.name).where(Alias.model_version_id == mv.id).order_by(Alias.name)
+    ).all()
+    if pointing:
+        raise VersionInUse(
+            f"version {version} of model {model_name!r} cannot be deleted: alias(es) "
+            f"{list(pointing)} point at it; move or delete them first"
+        )
+    hashes = {mv.onnx_sha256, mv.keras_sha256}
+    for table in (ModelVersion, TrainingJob):
+        session.execute(
+            update(table)
+            .where(table.retrained_from_id == mv.id)
+            .values(retrained_from_id=None)
+            .execution_options(synchronize_session=False)
+        )
+    session.execute(delete(VersionTag).where(VersionTag.model_version_id == mv.id))
+    session.delete(mv)
+    session.flush()
+    return orphans.mark(session, hashes)

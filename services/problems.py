@@ -1,7 +1,8 @@
-"""One table from error code to HTTP status, and one handler that writes RFC 9457 problem+json.
+"""One table from error kind to HTTP status, and the API's RFC 9457 problem+json handler.
 
-Routes never build error bodies by hand: they raise a domain error (registry, training
-spec) or a ServiceError, and this module turns it into a response.
+Routes never build error bodies by hand: they raise a domain error (core.errors and the
+packages' own subclasses) and this module turns it into a response. The predictor uses
+the same table for its `{"error": ...}` bodies (services/predict/serving.py).
 """
 
 from __future__ import annotations
@@ -14,54 +15,30 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from registry.errors import RegistryError
-from training.spec import SpecDataMismatch
+from core.errors import ErrorKind, KilnError
 
-STATUS_BY_CODE: dict[str, int] = {
-    "not_found": 404,
-    "dataset_not_found": 404,
-    "job_not_found": 404,
-    "model_not_found": 404,
-    "version_not_found": 404,
-    "artifact_missing": 404,
-    "artifact_corrupt": 500,
-    "conflict": 409,
-    "invalid_state": 409,
-    "spec_data_mismatch": 422,
-    "request_invalid": 422,
-    "unsupported_media_type": 415,
-    "upload_empty": 422,
-    "upload_not_csv": 422,
-    "target_missing": 422,
-    "non_numeric_features": 422,
-    "missing_values": 422,
-    "upload_not_npz": 422,
-    "images_invalid": 422,
-    "upload_too_large": 413,
-    "unknown_builtin_dataset": 404,
-    "artifact_store_unavailable": 503,
-    "alias_not_found": 404,
-    "alias_invalid": 422,
-    "no_previous_version": 409,
-    "version_in_use": 409,
-    "tag_invalid": 422,
-    "tag_not_found": 404,
-    "metric_unknown": 422,
-    "versions_invalid": 422,
+STATUS: dict[ErrorKind, int] = {
+    ErrorKind.BAD_REQUEST: 400,
+    ErrorKind.FORBIDDEN: 403,
+    ErrorKind.NOT_FOUND: 404,
+    ErrorKind.CONFLICT: 409,
+    ErrorKind.TOO_LARGE: 413,
+    ErrorKind.UNSUPPORTED_MEDIA_TYPE: 415,
+    ErrorKind.INVALID: 422,
+    ErrorKind.INTERNAL: 500,
+    ErrorKind.UNAVAILABLE: 503,
 }
 
 PROBLEM_JSON = "application/problem+json"
 
 
-class ServiceError(Exception):
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+def status_of(exc: KilnError) -> int:
+    return STATUS[exc.kind]
 
 
 class Problem(BaseModel):
-    """RFC 9457 problem details. `errors` lists field problems for request validation."""
+    """RFC 9457 problem details. `code` names the error; `errors` lists field problems
+    for request validation."""
 
     type: str
     title: str
@@ -72,9 +49,8 @@ class Problem(BaseModel):
 
 
 def problem_response(
-    code: str, detail: str, *, errors: list[dict[str, Any]] | None = None
+    code: str, detail: str, status: int, *, errors: list[dict[str, Any]] | None = None
 ) -> JSONResponse:
-    status = STATUS_BY_CODE.get(code, 500)
     body = Problem(
         type=f"https://kiln.dev/problems/{code.replace('_', '-')}",
         title=code.replace("_", " ").capitalize(),
@@ -89,11 +65,8 @@ def problem_response(
 
 
 async def _domain_error(_request: Request, exc: Exception) -> JSONResponse:
-    if isinstance(exc, RegistryError | ServiceError):
-        return problem_response(exc.code, exc.message)
-    if isinstance(exc, SpecDataMismatch):
-        return problem_response(exc.code, str(exc))
-    raise exc
+    assert isinstance(exc, KilnError)
+    return problem_response(exc.code, exc.message, status_of(exc))
 
 
 async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
@@ -103,18 +76,26 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
         for e in exc.errors()
     ]
     summary = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in errors)
-    return problem_response("request_invalid", f"the request is invalid: {summary}", errors=errors)
+    detail = f"the request is invalid: {summary}"
+    return problem_response("request_invalid", detail, 422, errors=errors)
 
 
 def install(app: FastAPI) -> None:
-    app.add_exception_handler(RegistryError, _domain_error)
-    app.add_exception_handler(ServiceError, _domain_error)
-    app.add_exception_handler(SpecDataMismatch, _domain_error)
+    app.add_exception_handler(KilnError, _domain_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
 
 
+def _documented(description: str) -> dict[str, Any]:
+    return {"model": Problem, "description": description, "content": {PROBLEM_JSON: {}}}
+
+
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    404: {"model": Problem, "description": "Not found", "content": {PROBLEM_JSON: {}}},
-    409: {"model": Problem, "description": "Conflict", "content": {PROBLEM_JSON: {}}},
-    422: {"model": Problem, "description": "Invalid request", "content": {PROBLEM_JSON: {}}},
+    404: _documented("Not found"),
+    409: _documented("Conflict"),
+    422: _documented("Invalid request"),
+}
+UPLOAD_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **ERROR_RESPONSES,
+    413: _documented("Too large"),
+    415: _documented("Unsupported media type"),
 }

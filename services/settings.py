@@ -18,6 +18,9 @@ class ApiSettings(RegistrySettings, BrokerSettings):
     job_heartbeat_timeout_s: float = 120.0
     job_max_attempts: int = 3
     job_sweep_interval_s: float = 15.0
+    # Files a deleted version leaves unreferenced are removed by the sweeper this long
+    # after the delete: longer than any one registration's upload (registry.orphans).
+    artifact_orphan_grace_s: float = Field(default=600.0, ge=0)
     max_upload_bytes: int = 200 * 1024 * 1024
 
 

@@ -6,6 +6,7 @@ import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psycopg
 import pytest
@@ -14,6 +15,11 @@ from sqlalchemy.orm import Session
 
 from registry.db import make_engine
 from registry.migrate import upgrade
+
+if TYPE_CHECKING:
+    from fastapi.testclient import TestClient
+
+    from services.settings import ApiSettings
 
 PG_ADMIN_URL = os.environ.get("KILN_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
 
@@ -92,3 +98,28 @@ def session(engine: Engine) -> Iterator[Session]:
         finally:
             s.close()
             outer.rollback()
+
+
+@pytest.fixture
+def own_db(tmp_path: Path) -> str:
+    """A registry of the test's own (a SQLite file): a built-in dataset that another test's
+    API materialised would point at an artifact in that test's store."""
+    url = f"sqlite:///{tmp_path / 'kiln.db'}"
+    upgrade(url)
+    return url
+
+
+@pytest.fixture
+def own_api(tmp_path: Path, own_db: str) -> Iterator[tuple[TestClient, ApiSettings]]:
+    """The API in-process on its own registry, artifact folder and filesystem broker
+    (under tmp_path), without the sweeper's thread."""
+    from fastapi.testclient import TestClient
+
+    from services.api.app import create_app
+    from services.settings import ApiSettings
+
+    settings = ApiSettings(
+        kiln_home=tmp_path, database_url=own_db, redis_url=None, job_sweep_interval_s=3600
+    )
+    with TestClient(create_app(settings)) as client:
+        yield client, settings

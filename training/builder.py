@@ -13,7 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from training.spec import (
+from core.vocabulary import Task
+from training.spec import ModelSpec
+from training.spec.layers import (
     GRU,
     LSTM,
     AveragePooling1D,
@@ -21,22 +23,20 @@ from training.spec import (
     BatchNormalization,
     Conv1D,
     Conv2D,
-    CosineDecay,
     Dense,
     Dropout,
     Embedding,
-    ExponentialDecay,
     Flatten,
     GlobalAveragePooling1D,
     GlobalAveragePooling2D,
     Layer,
     MaxPooling1D,
     MaxPooling2D,
-    ModelSpec,
     Regularizer,
     Reshape,
     WeightedLayer,
 )
+from training.spec.optimizers import CosineDecay, ExponentialDecay
 
 if TYPE_CHECKING:
     import keras
@@ -243,7 +243,7 @@ def build_model(
 
 def _progress_metrics(keras: Any, spec: ModelSpec) -> list[Any]:
     # Shown per epoch while a job runs; the fold scores come from metrics.py.
-    if spec.task == "regression":
+    if spec.task == Task.REGRESSION:
         return [keras.metrics.MeanAbsoluteError(name="mae")]
     if spec.loss == "binary_crossentropy":
         return [keras.metrics.BinaryAccuracy(name="accuracy")]

@@ -22,8 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from training.cv import FoldResult, OnEpoch, OnFold, ShouldStop, run_fold
 from training.errors import FoldProcessDied
+from training.fit import FitPlan, run_fold
+from training.hooks import FoldResult, Hooks, OnEpoch
 from training.spec import ModelSpec
 
 # How often this process looks at the queue, the caller's should_stop and the futures.
@@ -36,16 +37,12 @@ _data: tuple[np.ndarray, np.ndarray] | None = None
 
 
 def run_folds_in_processes(
+    plan: FitPlan,
     X: np.ndarray,
     y: np.ndarray,
     splits: list[tuple[np.ndarray, np.ndarray]],
     *,
-    spec: ModelSpec,
     processes: int,
-    on_epoch: OnEpoch | None,
-    should_stop: ShouldStop | None,
-    on_fold: OnFold | None,
-    label_weights: dict[int, float] | None,
 ) -> list[FoldResult]:
     """Train the folds in ``processes`` spawned processes; results in fold order.
 
@@ -55,7 +52,9 @@ def run_folds_in_processes(
     ctx = multiprocessing.get_context("spawn")
     reports = ctx.Queue()
     stop = ctx.Event()
-    spec_json = spec.model_dump_json()
+    hooks = plan.hooks
+    # The hooks are this process's closures: each fold process gets its own (_train_fold).
+    spec_json, label_weights = plan.spec.model_dump_json(), plan.label_weights
     with _may_start_processes():
         pool = ProcessPoolExecutor(
             max_workers=processes,
@@ -73,8 +72,8 @@ def run_folds_in_processes(
     try:
         while pending:
             done, pending = wait(pending, timeout=_POLL_S, return_when=FIRST_COMPLETED)
-            _relay(reports, on_epoch)
-            if should_stop is not None and should_stop():
+            _relay(reports, hooks.on_epoch)
+            if hooks.stopped():
                 stop.set()
             for future in sorted(done, key=futures.__getitem__):
                 try:
@@ -85,17 +84,17 @@ def run_folds_in_processes(
                         "(killed, or out of memory?); with many folds in parallel each "
                         "needs its own memory: lower WORKER_FOLD_PROCESSES or the batch size"
                     ) from exc
-                _relay(reports, on_epoch)
+                _relay(reports, hooks.on_epoch)
                 results[result.fold] = result
-                if on_fold is not None:
-                    on_fold(result)
+                if hooks.on_fold is not None:
+                    hooks.on_fold(result)
     except BaseException:
         # Every other fold stops at its next batch; folds not yet started never start.
         stop.set()
         pool.shutdown(wait=True, cancel_futures=True)
         raise
     pool.shutdown(wait=True)
-    _relay(reports, on_epoch)
+    _relay(reports, hooks.on_epoch)
     return [results[fold] for fold in sorted(results)]
 
 
@@ -167,14 +166,5 @@ def _train_fold(
     def report(phase: str, fold_: int | None, epoch: int, logs: dict[str, float]) -> None:
         _reports.put((phase, fold_, epoch, logs))
 
-    return run_fold(
-        X,
-        y,
-        train_idx,
-        val_idx,
-        fold=fold,
-        spec=spec,
-        on_epoch=report,
-        should_stop=_stop.is_set,
-        label_weights=label_weights,
-    )
+    plan = FitPlan(spec, Hooks(on_epoch=report, should_stop=_stop.is_set), label_weights)
+    return run_fold(plan, X, y, train_idx, val_idx, fold)

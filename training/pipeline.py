@@ -5,31 +5,24 @@ Importing this module does not load TensorFlow; the first call does.
 
 from __future__ import annotations
 
-import importlib.metadata
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from sklearn.model_selection import train_test_split
 
-from training.builder import import_keras
-from training.cv import (
-    FoldResult,
-    OnEpoch,
-    OnFold,
-    ShouldStop,
-    fit_full,
-    n_classes_of,
-    run_kfold,
-    score,
-)
+from core.vocabulary import Task
+from training.cv import fit_full, run_kfold
 from training.data import Table
 from training.errors import DataError, ParityError
 from training.export import INPUT_NAME, OUTPUT_NAME, check_parity, to_onnx
+from training.fit import FitPlan, score
+from training.hooks import FoldResult, Hooks
 from training.metrics import MetricValue, summarize
-from training.spec import Embedding, ModelSpec
+from training.provenance import device_name, library_versions
+from training.spec import ModelSpec, check_against_data
+from training.spec.layers import Embedding
 
 
 @dataclass(frozen=True)
@@ -48,13 +41,7 @@ class TrainingResult:
 
 
 def run_training(
-    table: Table,
-    *,
-    spec: ModelSpec,
-    on_epoch: OnEpoch | None = None,
-    on_fold: OnFold | None = None,
-    should_stop: ShouldStop | None = None,
-    fold_processes: int = 1,
+    table: Table, *, spec: ModelSpec, hooks: Hooks | None = None, fold_processes: int = 1
 ) -> TrainingResult:
     """Cross-validate, refit, export and check ``spec`` on ``table``.
 
@@ -62,6 +49,7 @@ def run_training(
     big enough to pay for starting them (``training.cv.fold_process_count``).
     """
     _check_table(table, spec)
+    plan = FitPlan(spec, hooks or Hooks(), label_weights(table, spec))
     X, y = table.X, table.y
     X_test = y_test = None
     if spec.test_split > 0:
@@ -71,26 +59,13 @@ def run_training(
             y,
             test_size=spec.test_split,
             random_state=spec.seed,
-            stratify=None if spec.task == "regression" else y,
+            stratify=None if spec.task == Task.REGRESSION else y,
         )
-    weights = label_weights(table, spec)
-    folds = run_kfold(
-        X,
-        y,
-        spec=spec,
-        on_epoch=on_epoch,
-        should_stop=should_stop,
-        on_fold=on_fold,
-        label_weights=weights,
-        processes=fold_processes,
-    )
-    summary = summarize([f.metrics for f in folds])
-    model = fit_full(
-        X, y, spec=spec, on_epoch=on_epoch, should_stop=should_stop, label_weights=weights
-    )
+    folds = run_kfold(plan, X, y, processes=fold_processes)
+    model = fit_full(plan, X, y)
     test_metrics = None
     if X_test is not None and y_test is not None:
-        test_metrics = score(model, X_test, y_test, spec=spec)
+        test_metrics = score(spec, model, X_test, y_test)
     onnx_bytes = to_onnx(model, input_shape=table.X.shape[1:])
     parity = check_parity(model, onnx_bytes, table.X)
     if not parity["passed"]:
@@ -103,11 +78,11 @@ def run_training(
         )
     return TrainingResult(
         folds=folds,
-        summary=summary,
+        summary=summarize([f.metrics for f in folds]),
         onnx_bytes=onnx_bytes,
         keras_bytes=_keras_bytes(model),
         parity=parity,
-        signature=_signature(table, spec),
+        signature=signature(table, spec),
         library_versions=library_versions(),
         device=device_name(),
         test_metrics=test_metrics,
@@ -123,64 +98,47 @@ def label_weights(table: Table, spec: ModelSpec) -> dict[int, float] | None:
 
 
 def _check_table(table: Table, spec: ModelSpec) -> None:
-    # The API checks spec against data before queueing; this catches a worker handed
-    # a table loaded for another task, which would otherwise train on garbage.
-    rank = {"table": 2, "sequence": 3, "image": 4}.get(table.kind)
-    if rank is None or table.X.ndim != rank or table.X.shape[0] != table.y.shape[0]:
+    # The API checked the spec against the stored dataset; the same check on the arrays
+    # loaded here catches a table loaded for another task or window, and the Embedding's
+    # codes can only be checked on the values.
+    if table.X.shape[0] != table.y.shape[0] or (
+        table.feature_names is not None and len(table.feature_names) != table.X.shape[-1]
+    ):
         raise DataError(
-            f"{table.kind} features {table.X.shape} and target {table.y.shape} do not line up"
+            f"{table.kind} features {table.X.shape}, target {table.y.shape} and feature names "
+            f"{table.feature_names} do not line up"
         )
-    if table.feature_names is not None and len(table.feature_names) != table.X.shape[-1]:
-        raise DataError(
-            f"{len(table.feature_names)} feature names for {table.X.shape[-1]} features"
-        )
+    check_against_data(spec, table.info())
     first = spec.layers[0]
     if isinstance(first, Embedding):
         X = table.X
-        if not np.all(np.mod(X, 1) == 0) or X.min() < 0 or X.max() >= first.input_dim:
+        if X.min() < 0 or X.max() >= first.input_dim:
             raise DataError(
                 f"layers.0 (Embedding) looks up codes 0 .. {first.input_dim - 1}; the features "
-                f"hold values from {X.min():g} to {X.max():g}"
-                + ("" if np.all(np.mod(X, 1) == 0) else ", not all integers")
-                + f". Raise input_dim to at least {int(X.max()) + 1} or re-encode the columns"
+                f"hold values from {X.min():g} to {X.max():g}. Raise input_dim to at least "
+                f"{int(X.max()) + 1} or re-encode the columns"
             )
-    if (table.kind == "sequence") != (spec.window is not None):
-        raise DataError(
-            f"the spec {'has' if spec.window else 'has no'} window but the data is a {table.kind}"
-        )
-    if spec.task == "regression":
-        if table.class_labels is not None:
-            raise DataError("task 'regression' was given a table loaded with class labels")
-        return
-    n_classes = n_classes_of(spec)
-    if table.class_labels is None or len(table.class_labels) != n_classes:
-        found = "none" if table.class_labels is None else len(table.class_labels)
-        raise DataError(
-            f"task {spec.task!r} with this output layer needs {n_classes} class labels; "
-            f"the table has {found}"
-        )
 
 
-def _signature(table: Table, spec: ModelSpec) -> dict[str, Any]:
+def signature(table: Table, spec: ModelSpec) -> dict[str, Any]:
     """The contract with the predictor: one input [-1, *item_shape], one output.
 
     item_shape is [F] for a table, [H, W, C] for images, [steps, F] for a sequence;
     feature_names is None for images; "window" is there for sequences only.
     """
     item_shape = [int(d) for d in table.X.shape[1:]]
-    n_outputs = spec.n_outputs
-    signature: dict[str, Any] = {
+    result: dict[str, Any] = {
         "inputs": [{"name": INPUT_NAME, "datatype": "FP32", "shape": [-1, *item_shape]}],
-        "outputs": [{"name": OUTPUT_NAME, "datatype": "FP32", "shape": [-1, n_outputs]}],
-        "kind": table.kind,
+        "outputs": [{"name": OUTPUT_NAME, "datatype": "FP32", "shape": [-1, spec.n_outputs]}],
+        "kind": table.kind.value,
         "feature_names": None if table.feature_names is None else list(table.feature_names),
-        "task": spec.task,
+        "task": spec.task.value,
         "class_labels": None if table.class_labels is None else list(table.class_labels),
         "target": table.target,
     }
     if table.window is not None:
-        signature["window"] = dict(table.window)
-    return signature
+        result["window"] = dict(table.window)
+    return result
 
 
 def _keras_bytes(model: Any) -> bytes:
@@ -188,44 +146,3 @@ def _keras_bytes(model: Any) -> bytes:
         path = Path(tmp) / "model.keras"
         model.save(path)
         return path.read_bytes()
-
-
-def library_versions() -> dict[str, str]:
-    keras = import_keras()
-    import numpy
-    import onnx
-    import onnxruntime
-    import sklearn
-    import tensorflow as tf
-    import tf2onnx
-
-    return {
-        "kiln": _kiln_version(),
-        "tensorflow": str(tf.__version__),
-        "keras": str(keras.__version__),
-        "tf2onnx": str(tf2onnx.__version__),
-        "onnx": str(onnx.__version__),
-        "onnxruntime": str(onnxruntime.__version__),
-        "numpy": str(numpy.__version__),
-        "scikit-learn": str(sklearn.__version__),
-    }
-
-
-def _kiln_version() -> str:
-    try:
-        return importlib.metadata.version("kiln")
-    except importlib.metadata.PackageNotFoundError:
-        # Running from a source tree that was never installed.
-        return "unknown"
-
-
-def device_name() -> str:
-    """Return "CPU", or the name TensorFlow reports for the first GPU it trains on."""
-    import_keras()
-    import tensorflow as tf
-
-    gpus = tf.config.list_physical_devices("GPU")
-    if not gpus:
-        return "CPU"
-    details = tf.config.experimental.get_device_details(gpus[0])
-    return str(details.get("device_name", gpus[0].name))

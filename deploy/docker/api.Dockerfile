@@ -9,6 +9,7 @@ RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 COPY pyproject.toml README.md ./
+COPY core ./core
 COPY services ./services
 COPY workers ./workers
 COPY registry ./registry

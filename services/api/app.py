@@ -16,7 +16,8 @@ from registry.artifacts import make_artifact_store
 from registry.db import make_engine, make_sessionmaker
 from registry.migrate import pending_revision
 from services import problems
-from services.api.routes import datasets, jobs, models
+from services.api.dispatch import Dispatcher
+from services.api.routes import aliases, datasets, jobs, models, versions
 from services.api.sweeper import Sweeper
 from services.settings import ApiSettings
 from workers.celery_app import make_celery
@@ -37,20 +38,25 @@ def create_app(settings: ApiSettings) -> FastAPI:
                 f"the registry database is not at schema {behind}; run `kiln db upgrade` first"
             )
         sm = make_sessionmaker(engine)
-        celery = make_celery(
-            settings.redis_url, settings.broker_dir, settings.broker_visibility_timeout_s
+        dispatcher = Dispatcher(
+            make_celery(
+                settings.redis_url, settings.broker_dir, settings.broker_visibility_timeout_s
+            )
         )
+        store = make_artifact_store(settings)
         app.state.settings = settings
         app.state.sessionmaker = sm
-        app.state.store = make_artifact_store(settings)
-        app.state.celery = celery
+        app.state.store = store
+        app.state.dispatcher = dispatcher
         sweeper = Sweeper(
             settings.job_sweep_interval_s,
             sm=sm,
-            celery=celery,
+            dispatcher=dispatcher,
+            store=store,
             heartbeat_timeout_s=settings.job_heartbeat_timeout_s,
             max_attempts=settings.job_max_attempts,
             requeue_after_s=max(600.0, settings.job_heartbeat_timeout_s),
+            orphan_grace_s=settings.artifact_orphan_grace_s,
         )
         sweeper.start()
         try:
@@ -71,6 +77,8 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.include_router(datasets.router)
     app.include_router(jobs.router)
     app.include_router(models.router)
+    app.include_router(aliases.router)
+    app.include_router(versions.router)
 
     @app.get("/healthz", tags=["health"], summary="Liveness")
     def healthz() -> dict[str, str]:

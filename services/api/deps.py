@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated
 
-from celery import Celery
-from fastapi import Depends, Request
+from fastapi import Depends, Header, Request
 from sqlalchemy.orm import Session
 
 from registry.artifacts import ArtifactStore
+from services.api.dispatch import Dispatcher
 from services.settings import ApiSettings
 
 
@@ -33,12 +33,21 @@ def get_store(request: Request) -> ArtifactStore:
     return store
 
 
-def get_celery(request: Request) -> Celery:
-    celery: Celery = request.app.state.celery
-    return celery
+def get_dispatcher(request: Request) -> Dispatcher:
+    dispatcher: Dispatcher = request.app.state.dispatcher
+    return dispatcher
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
 SettingsDep = Annotated[ApiSettings, Depends(get_settings)]
 StoreDep = Annotated[ArtifactStore, Depends(get_store)]
-CeleryDep = Annotated[Celery, Depends(get_celery)]
+DispatcherDep = Annotated[Dispatcher, Depends(get_dispatcher)]
+# Who moves an alias: free text recorded in the history (a user name, a CI job).
+ActorHeader = Annotated[
+    str | None,
+    Header(
+        alias="X-Kiln-Actor",
+        max_length=200,
+        description="Who makes the change; recorded in the alias history.",
+    ),
+]

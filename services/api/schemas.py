@@ -7,6 +7,7 @@ from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from core.vocabulary import DataKind, JobState
 from training.spec import ModelSpec
 
 T = TypeVar("T")
@@ -33,7 +34,7 @@ class DatasetRead(_Read):
     id: str
     name: str
     source: str
-    kind: str = Field(description='"table" (CSV) or "image" (NPZ of x and y arrays).')
+    kind: DataKind = Field(description='"table" (CSV) or "image" (NPZ of x and y arrays).')
     shape: list[int] | None = Field(
         description="[rows, feature columns] for a table, [n, height, width, channels] for images."
     )
@@ -67,7 +68,7 @@ class JobCreate(BaseModel):
 
 
 class JobEventRead(_Read):
-    state: str
+    state: JobState
     message: str | None
     at: datetime
 
@@ -84,7 +85,7 @@ class JobRead(_Read):
     id: str
     model_name: str
     dataset_id: str
-    state: str
+    state: JobState
     attempt: int
     worker: str | None = Field(description="host:pid of the process that runs or ran it.")
     reason: str | None
@@ -111,14 +112,14 @@ class FitHistoryRead(BaseModel):
 
 class JobHistoryRead(BaseModel):
     job_id: str
-    state: str
+    state: JobState
     folds: list[FitHistoryRead]
     refit: FitHistoryRead | None
 
 
 class JobAccepted(BaseModel):
     id: str
-    state: str
+    state: JobState
     links: dict[str, str]
 
 
@@ -131,7 +132,7 @@ class ArtifactRead(BaseModel):
 class DatasetRef(_Read):
     id: str
     name: str
-    kind: str = "table"
+    kind: DataKind = DataKind.TABLE
     shape: list[int] | None = None
     sha256: str
     n_rows: int
@@ -246,7 +247,7 @@ class RetrainCreate(BaseModel):
 
 class LineageJob(BaseModel):
     id: str
-    state: str
+    state: JobState
     attempt: int
     worker: str | None
     created_at: datetime
@@ -258,7 +259,7 @@ class LineageDataset(BaseModel):
     id: str
     name: str
     source: str
-    kind: str
+    kind: DataKind
     sha256: str
     shape: list[int]
     target: str

@@ -1,32 +1,36 @@
-"""Background recovery of jobs whose worker died or whose message was lost.
+"""Background recovery in every API process: jobs whose worker died or whose message was
+lost, and artifact files that deleted versions left behind.
 
-It runs in every API process; the conditional updates in registry.jobs make several of
-them safe side by side.
+The conditional updates in registry.jobs and the locking in registry.orphans make
+several sweepers side by side safe.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from datetime import timedelta
 
-from celery import Celery
 from sqlalchemy.orm import Session, sessionmaker
 
-from registry import jobs
-from workers.celery_app import TASK_TRAIN, queue_for
+from registry import jobs, orphans
+from registry.artifacts import ArtifactStore
+from services.api.dispatch import Dispatcher
 
 log = logging.getLogger("kiln.sweeper")
 
 
-def sweep_once(
+def sweep_jobs(
     sm: sessionmaker[Session],
-    celery: Celery,
+    dispatcher: Dispatcher,
     *,
     heartbeat_timeout_s: float,
     max_attempts: int,
     requeue_after_s: float,
 ) -> list[str]:
+    """Queue again (or fail) jobs whose heartbeat stopped, and send again the queued jobs
+    whose message went missing; return the ids sent."""
     with sm() as session:
         resend = jobs.sweep_stale_jobs(
             session,
@@ -35,29 +39,72 @@ def sweep_once(
             requeue_after=timedelta(seconds=requeue_after_s),
         )
         session.commit()
-        for job_id in resend:
-            spec = jobs.get_job(session, job_id=job_id).spec
-            celery.send_task(TASK_TRAIN, args=[job_id], queue=queue_for(spec))
+        sent = [
+            job_id
+            for job_id in resend
+            if dispatcher.send(job_id, jobs.get_job(session, job_id=job_id).spec)
+        ]
+        for job_id in sent:
             jobs.mark_enqueued(session, job_id=job_id)
+        session.commit()
+    if sent:
+        log.warning("sent again: %s", sent)
+    return sent
+
+
+def sweep_orphans(sm: sessionmaker[Session], store: ArtifactStore, *, grace_s: float) -> list[str]:
+    """Remove the files that deleted versions left unreferenced, once their mark is older
+    than ``grace_s``; return their hashes. Each file in its own transaction, committed
+    after the file is gone (registry.orphans says why)."""
+    grace = timedelta(seconds=grace_s)
+    with sm() as session:
+        due = orphans.due(session, grace=grace)
+    removed: list[str] = []
+    for digest in due:
+        with sm() as session:
+            if orphans.take(session, digest, grace=grace):
+                store.delete(digest)
+                removed.append(digest)
             session.commit()
-    if resend:
-        log.warning("sent again: %s", resend)
-    return resend
+    if removed:
+        log.info("removed %d unreferenced artifact(s): %s", len(removed), removed)
+    return removed
 
 
 class Sweeper(threading.Thread):
-    def __init__(self, interval_s: float, **kwargs: object) -> None:
+    def __init__(
+        self,
+        interval_s: float,
+        *,
+        sm: sessionmaker[Session],
+        dispatcher: Dispatcher,
+        store: ArtifactStore,
+        heartbeat_timeout_s: float,
+        max_attempts: int,
+        requeue_after_s: float,
+        orphan_grace_s: float,
+    ) -> None:
         super().__init__(name="kiln-sweeper", daemon=True)
         self._interval = interval_s
-        self._kwargs = kwargs
         self._stop_event = threading.Event()
+        self._sweeps: tuple[Callable[[], object], ...] = (
+            lambda: sweep_jobs(
+                sm,
+                dispatcher,
+                heartbeat_timeout_s=heartbeat_timeout_s,
+                max_attempts=max_attempts,
+                requeue_after_s=requeue_after_s,
+            ),
+            lambda: sweep_orphans(sm, store, grace_s=orphan_grace_s),
+        )
 
     def run(self) -> None:
         while not self._stop_event.wait(self._interval):
-            try:
-                sweep_once(**self._kwargs)  # type: ignore[arg-type]
-            except Exception:
-                log.exception("sweep failed; trying again in %.0f s", self._interval)
+            for sweep in self._sweeps:
+                try:
+                    sweep()
+                except Exception:
+                    log.exception("sweep failed; trying again in %.0f s", self._interval)
 
     def stop(self) -> None:
         self._stop_event.set()

@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from services.predict.runtime import OnnxModel
+from services.predict.model import OnnxModel
 
 
 class Batcher:

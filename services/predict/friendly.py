@@ -10,8 +10,11 @@ import orjson
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel
 
-from services.predict.runtime import InferenceError, OnnxModel
-from services.predict.v2 import ErrorBody, json_response, resolve
+from core.vocabulary import DataKind, Task
+from services.predict.errors import InferRequestInvalid, RowsInvalid
+from services.predict.model import OnnxModel
+from services.predict.responses import json_response
+from services.predict.v2 import ErrorBody, resolve
 
 router = APIRouter(tags=["predict"])
 
@@ -74,7 +77,7 @@ async def _predict(request: Request, name: str, version: str | None) -> Response
     try:
         payload = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise InferenceError(400, f"request body is not valid JSON: {exc}") from exc
+        raise InferRequestInvalid(f"request body is not valid JSON: {exc}") from exc
     x = _rows_to_array(payload, model)
     y = model.predict(x)
     return json_response(
@@ -89,24 +92,23 @@ async def _predict(request: Request, name: str, version: str | None) -> Response
 
 def _rows_to_array(payload: Any, model: OnnxModel) -> np.ndarray:
     if not isinstance(payload, dict) or not isinstance(payload.get("rows"), list):
-        raise InferenceError(400, 'request body must be {"rows": [{"<feature>": <number>, ...}]}')
+        raise InferRequestInvalid('request body must be {"rows": [{"<feature>": <number>, ...}]}')
     if set(payload) != {"rows"}:
-        raise InferenceError(422, f"unknown fields {sorted(set(payload) - {'rows'})}; only 'rows'")
-    if model.kind != "table":
-        raise InferenceError(
-            400,
+        raise RowsInvalid(f"unknown fields {sorted(set(payload) - {'rows'})}; only 'rows'")
+    if model.kind != DataKind.TABLE:
+        raise InferRequestInvalid(
             f"model '{model.name}' takes {model.kind} inputs of shape {model.input_shape}, "
             f"not rows of named features; use POST /v2/models/{model.name}/infer",
         )
     rows: list[Any] = payload["rows"]
     if not rows:
-        raise InferenceError(422, "'rows' is empty; send at least one row")
+        raise RowsInvalid("'rows' is empty; send at least one row")
     names = model.feature_names
     expected = set(names)
     matrix: list[list[float]] = []
     for i, row in enumerate(rows):
         if not isinstance(row, dict):
-            raise InferenceError(422, f"row {i} must be an object of feature: value")
+            raise RowsInvalid(f"row {i} must be an object of feature: value")
         if row.keys() != expected:
             missing = [f for f in names if f not in row]
             unknown = sorted(k for k in row if k not in expected)
@@ -115,7 +117,7 @@ def _rows_to_array(payload: Any, model: OnnxModel) -> np.ndarray:
                 problems.append(f"missing features {missing}")
             if unknown:
                 problems.append(f"unknown features {unknown}")
-            raise InferenceError(422, f"row {i}: {'; '.join(problems)}; expected features {names}")
+            raise RowsInvalid(f"row {i}: {'; '.join(problems)}; expected features {names}")
         values = [row[f] for f in names]
         for feature, value in zip(names, values, strict=True):
             if (
@@ -123,19 +125,19 @@ def _rows_to_array(payload: Any, model: OnnxModel) -> np.ndarray:
                 or not isinstance(value, int | float)
                 or not math.isfinite(value)
             ):
-                raise InferenceError(
-                    422, f"row {i}: feature '{feature}' must be a finite number, got {value!r}"
+                raise RowsInvalid(
+                    f"row {i}: feature '{feature}' must be a finite number, got {value!r}"
                 )
         matrix.append(values)
     return np.asarray(matrix, dtype=np.float32)
 
 
 def _predictions(model: OnnxModel, y: np.ndarray) -> list[dict[str, Any]]:
-    if model.task == "regression":
+    if model.task == Task.REGRESSION:
         if y.shape[1] == 1:
             return [{"value": v} for v in y[:, 0].tolist()]
         return [{"values": row} for row in y.tolist()]
-    if model.task == "binary":
+    if model.task == Task.BINARY:
         labels = model.class_labels or [0, 1]
         predictions = []
         for p in y[:, 0].tolist():

@@ -1,6 +1,6 @@
 """The Open Inference Protocol v2 infer call on raw bytes: parse, check, run, encode.
 
-Shared by the ASGI fast path (services/predict/app.py) and the documented FastAPI
+Shared by the ASGI fast path (services/predict/serving.py) and the documented FastAPI
 routes. orjson and hand-written checks against the cached model's signature instead of
 pydantic: validating every number of `data` through a model costs more than running the
 model, and the checks a client needs (names, shape, datatype, sizes, finite values) are
@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 import orjson
 
-from services.predict.runtime import DTYPES, InferenceError, OnnxModel, split_model_name
+from services.predict.errors import InferRequestInvalid, OutputNotFinite
+from services.predict.model import DTYPES, OnnxModel
 from services.predict.source import Ref
 
 HEADER_LENGTH = "inference-header-content-length"
@@ -23,6 +24,14 @@ HEADER_LENGTH = "inference-header-content-length"
 _JSON_KINDS = {"f": "fiu", "i": "iu", "u": "iu", "b": "b"}
 # Integers that a float type holds exactly: 2**(mantissa bits + 1).
 _EXACT_INT = {2: 2**11, 4: 2**24, 8: 2**53}
+
+
+def split_model_name(raw: str) -> Ref:
+    """`name@alias` to (name, alias); a plain name to (name, None)."""
+    name, sep, alias = raw.partition("@")
+    if sep and (not name or not alias):
+        raise InferRequestInvalid(f"model reference must be 'name' or 'name@alias', got '{raw}'")
+    return name, (alias if sep else None)
 
 
 def parse_target(name: str, version: str | None) -> tuple[Ref, int | None]:
@@ -35,9 +44,9 @@ def parse_target(name: str, version: str | None) -> tuple[Ref, int | None]:
     except ValueError:
         number = 0
     if number < 1:
-        raise InferenceError(400, f"version must be a positive integer, got '{version}'")
+        raise InferRequestInvalid(f"version must be a positive integer, got '{version}'")
     if ref[1] is not None:
-        raise InferenceError(400, f"ask for '{name}' or for a version of '{ref[0]}', not both")
+        raise InferRequestInvalid(f"ask for '{name}' or for a version of '{ref[0]}', not both")
     return ref, number
 
 
@@ -49,8 +58,7 @@ def split_body(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
     except ValueError:
         n = -1
     if not 0 < n <= len(body):
-        raise InferenceError(
-            400,
+        raise InferRequestInvalid(
             f"Inference-Header-Content-Length must be an integer between 1 and the body "
             f"length {len(body)}, got '{header_length}'",
         )
@@ -65,9 +73,9 @@ def decode(
     try:
         payload = orjson.loads(header)
     except orjson.JSONDecodeError as exc:
-        raise InferenceError(400, f"request body is not valid JSON: {exc}") from exc
+        raise InferRequestInvalid(f"request body is not valid JSON: {exc}") from exc
     if not isinstance(payload, dict):
-        raise InferenceError(400, "request body must be a JSON object with 'inputs'")
+        raise InferRequestInvalid("request body must be a JSON object with 'inputs'")
     return payload, _input_array(payload, model, tail)
 
 
@@ -75,20 +83,19 @@ def _input_array(payload: dict[str, Any], model: OnnxModel, tail: bytes) -> np.n
     expected_inputs = f"model '{model.name}' takes one input, '{model.input_name}'"
     inputs = payload.get("inputs")
     if not isinstance(inputs, list) or not inputs:
-        raise InferenceError(400, f"request needs 'inputs': a list of tensors; {expected_inputs}")
+        raise InferRequestInvalid(f"request needs 'inputs': a list of tensors; {expected_inputs}")
     if len(inputs) != 1 or not isinstance(inputs[0], dict):
         names = [t.get("name") if isinstance(t, dict) else t for t in inputs]
-        raise InferenceError(400, f"{expected_inputs}, got {len(inputs)} inputs: {names}")
+        raise InferRequestInvalid(f"{expected_inputs}, got {len(inputs)} inputs: {names}")
     tensor: dict[str, Any] = inputs[0]
     if tensor.get("name") != model.input_name:
-        raise InferenceError(400, f"unknown input {tensor.get('name')!r}; {expected_inputs}")
+        raise InferRequestInvalid(f"unknown input {tensor.get('name')!r}; {expected_inputs}")
     label = f"input '{model.input_name}'"
 
     datatype = tensor.get("datatype")
     dtype = DTYPES.get(datatype) if isinstance(datatype, str) else None
     if dtype is None:
-        raise InferenceError(
-            400,
+        raise InferRequestInvalid(
             f"{label} datatype {datatype!r} is not one of {list(DTYPES)}; the model takes "
             f"{model.input_datatype}",
         )
@@ -98,7 +105,7 @@ def _input_array(payload: dict[str, Any], model: OnnxModel, tail: bytes) -> np.n
         type(d) is int
         for d in shape  # noqa: E721 - bool is an int subclass, refused here
     ):
-        raise InferenceError(400, f"{label} shape must be a list of integers, got {shape!r}")
+        raise InferRequestInvalid(f"{label} shape must be a list of integers, got {shape!r}")
     model.check_shape(shape)
     count = 1
     for d in shape:
@@ -109,8 +116,7 @@ def _input_array(payload: dict[str, Any], model: OnnxModel, tail: bytes) -> np.n
     if binary_size is not None:
         needed = count * dtype.itemsize
         if binary_size != needed or len(tail) < needed:
-            raise InferenceError(
-                400,
+            raise InferRequestInvalid(
                 f"{label} of shape {shape} and datatype {datatype} needs {needed} bytes, "
                 f"got binary_data_size {binary_size!r} with {len(tail)} bytes after the header",
             )
@@ -118,23 +124,22 @@ def _input_array(payload: dict[str, Any], model: OnnxModel, tail: bytes) -> np.n
     else:
         data = tensor.get("data")
         if data is None:
-            raise InferenceError(400, f"{label} has neither 'data' nor binary_data_size")
+            raise InferRequestInvalid(f"{label} has neither 'data' nor binary_data_size")
         try:
             x = np.asarray(data)
         except (ValueError, TypeError) as exc:
-            raise InferenceError(
-                400, f"{label} data must be numbers in flat or nested lists: {exc}"
+            raise InferRequestInvalid(
+                f"{label} data must be numbers in flat or nested lists: {exc}"
             ) from exc
         if x.dtype.kind not in _JSON_KINDS[dtype.kind]:
             what = {"f": "numbers", "i": "integers", "u": "integers", "b": "true/false"}
-            raise InferenceError(
-                400,
+            raise InferRequestInvalid(
                 f"{label} has datatype {datatype}, so 'data' must hold only {what[dtype.kind]}"
                 f"{' (no null)' if x.dtype.kind == 'O' else ''}",
             )
         if x.size != count:
-            raise InferenceError(
-                400, f"{label} shape {shape} needs {count} values, got {x.size} in 'data'"
+            raise InferRequestInvalid(
+                f"{label} shape {shape} needs {count} values, got {x.size} in 'data'"
             )
         x = x.reshape(shape)
         if x.dtype.kind != dtype.kind or dtype.kind != "f":
@@ -146,8 +151,8 @@ def _input_array(payload: dict[str, Any], model: OnnxModel, tail: bytes) -> np.n
     if dtype != model.input_dtype:
         x = _convert(x, model.input_dtype, model.input_datatype, label, sent=datatype)
     if x.dtype.kind == "f" and not np.isfinite(x).all():
-        raise InferenceError(
-            400, f"{label} contains NaN or infinite values (or numbers too large for {datatype})"
+        raise InferRequestInvalid(
+            f"{label} contains NaN or infinite values (or numbers too large for {datatype})"
         )
     return x
 
@@ -164,22 +169,21 @@ def _convert(
     if src == dst == "f" or src == "b" and dst != "b":
         y = x.astype(dtype)
         if src == dst == "f" and not np.isfinite(y).all() and np.isfinite(x).all():
-            raise InferenceError(400, f"{why}: values overflow {datatype}")
+            raise InferRequestInvalid(f"{why}: values overflow {datatype}")
         return y
     if src in "iu" and dst == "f":
         limit = _EXACT_INT[dtype.itemsize]
         if x.size and int(np.abs(x).max()) > limit:
-            raise InferenceError(
-                400,
+            raise InferRequestInvalid(
                 f"{why}: integers above {limit} in magnitude do not convert exactly; send {datatype}",
             )
         return x.astype(dtype)
     if src in "iu" and dst in "iu":
         info = np.iinfo(dtype)
         if x.size and (int(x.min()) < info.min or int(x.max()) > info.max):
-            raise InferenceError(400, f"{why}: values outside [{info.min}, {info.max}]")
+            raise InferRequestInvalid(f"{why}: values outside [{info.min}, {info.max}]")
         return x.astype(dtype)
-    raise InferenceError(400, f"{why}: no lossless conversion; send {datatype}")
+    raise InferRequestInvalid(f"{why}: no lossless conversion; send {datatype}")
 
 
 def encode(
@@ -187,19 +191,18 @@ def encode(
 ) -> tuple[bytes, str, int | None]:
     """Response body, its content type, and the JSON header length when binary."""
     if y.dtype.kind == "f" and not np.isfinite(y).all():
-        raise InferenceError(500, f"model '{model.name}' produced NaN or infinite outputs")
+        raise OutputNotFinite(f"model '{model.name}' produced NaN or infinite outputs")
     request_parameters = payload.get("parameters")
     if request_parameters is not None and not isinstance(request_parameters, dict):
-        raise InferenceError(400, "'parameters' must be an object")
+        raise InferRequestInvalid("'parameters' must be an object")
     binary = bool(request_parameters and request_parameters.get("binary_data_output"))
     requested = payload.get("outputs")
     if requested is not None:
         if not isinstance(requested, list) or not all(isinstance(o, dict) for o in requested):
-            raise InferenceError(400, "'outputs' must be a list of objects with a 'name'")
+            raise InferRequestInvalid("'outputs' must be a list of objects with a 'name'")
         for output in requested:
             if output.get("name") != model.output_name:
-                raise InferenceError(
-                    400,
+                raise InferRequestInvalid(
                     f"unknown output {output.get('name')!r}; model '{model.name}' has one "
                     f"output, '{model.output_name}'",
                 )

@@ -11,18 +11,16 @@ from collections.abc import Sequence
 
 from sqlalchemy import func, select
 
-from registry import errors, versions
 from registry.artifacts import make_artifact_store
 from registry.db import make_engine, make_sessionmaker
 from registry.models import Alias, ModelVersion, RegisteredModel
 from services.predict.source import (
-    AliasNotFound,
-    ModelNotFound,
-    NoServableVersion,
     Ref,
     ResolvedModel,
-    SourceUnavailable,
-    VersionNotFound,
+    alias_not_found,
+    model_not_found,
+    no_servable_version,
+    version_not_found,
 )
 from services.settings import PredictSettings
 
@@ -60,13 +58,13 @@ class RegistrySource:
                 select(RegisteredModel).where(RegisteredModel.name == name)
             ).first()
             if model is None:
-                raise ModelNotFound(name, known=self._known_models())
+                raise model_not_found(name, known=self._known_models())
             if alias is None:
-                raise NoServableVersion(name)
+                raise no_servable_version(name)
             known = session.scalars(
                 select(Alias.name).where(Alias.registered_model_id == model.id)
             ).all()
-        raise AliasNotFound(name, alias, known=known)
+        raise alias_not_found(name, alias, known=known)
 
     def resolve_many(self, refs: Sequence[Ref]) -> dict[Ref, int]:
         newest = {name for name, alias in refs if alias is None}
@@ -89,20 +87,24 @@ class RegistrySource:
 
     def load(self, name: str, version: int) -> ResolvedModel:
         with self._sm() as session:
-            try:
-                mv: ModelVersion = versions.get_version(session, model_name=name, version=version)
-            except errors.ModelNotFound:
-                raise ModelNotFound(name, known=self._known_models()) from None
-            except errors.VersionNotFound:
-                model = versions.get_model(session, name=name)
-                raise VersionNotFound(
-                    name, version, known=[v.version for v in model.versions]
-                ) from None
-            sha256, signature = mv.onnx_sha256, mv.signature
-        try:
-            onnx_bytes = self._store.get(sha256)
-        except errors.ArtifactStoreUnavailable as exc:
-            raise SourceUnavailable(str(exc)) from exc
+            found = session.execute(
+                select(ModelVersion.onnx_sha256, ModelVersion.signature)
+                .join(RegisteredModel, RegisteredModel.id == ModelVersion.registered_model_id)
+                .where(RegisteredModel.name == name, ModelVersion.version == version)
+            ).first()
+            if found is None:
+                numbers = session.scalars(
+                    select(ModelVersion.version)
+                    .join(RegisteredModel, RegisteredModel.id == ModelVersion.registered_model_id)
+                    .where(RegisteredModel.name == name)
+                ).all()
+        if found is None:
+            if numbers or name in self._known_models():
+                raise version_not_found(name, version, known=numbers)
+            raise model_not_found(name, known=self._known_models())
+        sha256, signature = found
+        # The store's errors go up as they are: unreachable (503), missing or corrupt.
+        onnx_bytes = self._store.get(sha256)
         return ResolvedModel(name=name, version=version, onnx_bytes=onnx_bytes, signature=signature)
 
     def close(self) -> None:

@@ -1,10 +1,16 @@
-"""Where the predictor gets models from, kept behind a protocol so tests need no registry."""
+"""Where the predictor gets models from, kept behind a protocol so tests need no registry.
+
+A source raises the registry's own errors (registry.errors): the constructors below give
+them the predictor's wording, which names what exists.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
+
+from registry.errors import AliasNotFound, ModelNotFound, VersionNotFound
 
 # A reference clients use to name "some version" of a model: (name, alias), where an
 # alias of None means the newest version that is not archived.
@@ -34,54 +40,37 @@ class ModelSource(Protocol):
 
     def load(self, name: str, version: int) -> ResolvedModel:
         """Any version by number, archived ones included; raises `ModelNotFound` or
-        `VersionNotFound`."""
+        `VersionNotFound`, and `ArtifactStoreUnavailable` when its file cannot be read now."""
         ...
 
 
-class ModelNotFound(LookupError):
-    code = "model_not_found"
-
-    def __init__(self, name: str, *, known: Iterable[str] | None = None) -> None:
-        self.name = name
-        message = f"model '{name}' not found"
-        if known is not None:
-            names = sorted(known)
-            message += f"; known models: {names}" if names else "; no models are registered"
-        super().__init__(message)
-
-
-class VersionNotFound(LookupError):
-    code = "version_not_found"
-
-    def __init__(self, name: str, version: int, *, known: Iterable[int] | None = None) -> None:
-        self.name = name
-        self.version = version
-        message = f"version {version} of model '{name}' not found"
-        if known is not None:
-            message += f"; available versions: {sorted(known)}"
-        super().__init__(message)
-
-
-class NoServableVersion(LookupError):
-    code = "version_not_found"
-
-    def __init__(self, name: str) -> None:
-        super().__init__(
-            f"model '{name}' has no version to serve (none registered, or all archived); "
-            "ask for an archived version by number"
-        )
-
-
-class AliasNotFound(LookupError):
-    code = "alias_not_found"
-
-    def __init__(self, name: str, alias: str, *, known: Iterable[str] = ()) -> None:
+def model_not_found(name: str, *, known: Iterable[str] | None = None) -> ModelNotFound:
+    message = f"model '{name}' not found"
+    if known is not None:
         names = sorted(known)
-        super().__init__(
-            f"alias '{alias}' of model '{name}' not found; "
-            + (f"its aliases: {names}" if names else "it has no aliases")
-        )
+        message += f"; known models: {names}" if names else "; no models are registered"
+    return ModelNotFound(message)
 
 
-class SourceUnavailable(Exception):
-    """The model's files cannot be reached right now (the artifact store is down)."""
+def version_not_found(
+    name: str, version: int, *, known: Iterable[int] | None = None
+) -> VersionNotFound:
+    message = f"version {version} of model '{name}' not found"
+    if known is not None:
+        message += f"; available versions: {sorted(known)}"
+    return VersionNotFound(message)
+
+
+def no_servable_version(name: str) -> VersionNotFound:
+    return VersionNotFound(
+        f"model '{name}' has no version to serve (none registered, or all archived); "
+        "ask for an archived version by number"
+    )
+
+
+def alias_not_found(name: str, alias: str, *, known: Iterable[str] = ()) -> AliasNotFound:
+    names = sorted(known)
+    return AliasNotFound(
+        f"alias '{alias}' of model '{name}' not found; "
+        + (f"its aliases: {names}" if names else "it has no aliases")
+    )

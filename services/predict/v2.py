@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-import orjson
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel
 
+from core.errors import ErrorKind, KilnError
 from services.predict import infer as core
-from services.predict.runtime import InferenceError, ModelCache, OnnxModel
+from services.predict.cache import ModelCache
+from services.predict.model import OnnxModel
+from services.predict.responses import json_response
 
 PLATFORM = "onnxruntime_onnx"
 EXTENSIONS = ["binary_tensor_data"]
@@ -84,15 +86,6 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorBody, "description": "The request does not fit the model."},
     404: {"model": ErrorBody, "description": "No such model or version."},
 }
-
-
-def json_response(content: Any, status_code: int = 200) -> Response:
-    # Serialised here rather than by FastAPI's encoder, which walks every float in Python.
-    return Response(orjson.dumps(content), status_code=status_code, media_type="application/json")
-
-
-def error_body(message: str) -> bytes:
-    return orjson.dumps({"error": message})
 
 
 def model_cache(request: Request) -> ModelCache:
@@ -239,8 +232,9 @@ async def model_version_metadata(name: str, version: str, request: Request) -> R
 async def _model_ready(request: Request, name: str, version: str | None) -> Response:
     try:
         model = await resolve(request, name, version)
-    except InferenceError as exc:
-        if exc.status_code >= 500:
+    except KilnError as exc:
+        if exc.kind in (ErrorKind.INTERNAL, ErrorKind.UNAVAILABLE):
+            # Known but not servable here: not ready, which a readiness probe reads as 503.
             return json_response({"error": exc.message}, 503)
         raise
     return json_response({"name": model.name, "version": str(model.version), "ready": True})
@@ -267,7 +261,7 @@ async def model_version_ready(name: str, version: str, request: Request) -> Resp
 
 
 async def _infer(request: Request, name: str, version: str | None) -> Response:
-    # Normally answered by the ASGI fast path in app.py before routing; the same code.
+    # Normally answered by the ASGI fast path (serving.py) before routing; the same code.
     body = await request.body()
     model = await resolve(request, name, version)
     content, content_type, json_length = await core.run(

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from registry import aliases, lifecycle
+from registry import aliases, versions, views
 from registry.errors import (
     AliasInvalid,
     AliasNotFound,
@@ -43,9 +43,9 @@ def test_set_move_and_history(session: Session) -> None:
     assert aliases.get_alias(session, model_name="toy", alias="production").version == v2
     history = aliases.alias_history(session, model_name="toy")
     assert [(e.from_version, e.to_version) for e in history] == [(v1, v2), (None, v1)]
-    assert aliases.aliases_of_version(
-        session, version_id=aliases.get_alias(session, model_name="toy", alias="production").id
-    ) == ["production"]
+    pointed = views.version(session, model_name="toy", version=v2)
+    assert [a.name for a in pointed.aliases] == ["production"]
+    assert [a.name for a in views.version(session, model_name="toy", version=v1).aliases] == []
 
 
 def test_rollback_to_previous_and_to_a_named_version(session: Session) -> None:
@@ -103,7 +103,7 @@ def test_an_aliased_version_cannot_be_deleted(session: Session) -> None:
     v1, _, _ = three_versions(session)
     aliases.set_alias(session, model_name="toy", alias="production", version=v1)
     with pytest.raises(VersionInUse, match=r"alias\(es\) \['production'\] point at it"):
-        lifecycle.delete_version(session, model_name="toy", version=v1)
+        versions.delete_version(session, model_name="toy", version=v1)
 
 
 ROUNDS = 6
@@ -179,7 +179,7 @@ def test_deleting_a_version_while_an_alias_moves_to_it(engine: Engine) -> None:
             with Session(engine, expire_on_commit=False) as s:
                 try:
                     if kind == "delete":
-                        lifecycle.delete_version(s, model_name=name, version=n)
+                        versions.delete_version(s, model_name=name, version=n)
                     else:
                         aliases.set_alias(s, model_name=name, alias="production", version=n)
                     s.commit()

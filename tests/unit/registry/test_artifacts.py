@@ -187,3 +187,18 @@ def test_s3_settings_need_a_bucket(tmp_path: Path) -> None:
         aws_secret_access_key=SecretStr("hush"),
     )
     assert "hush" not in repr(secret)
+
+
+def test_artifact_store_round_trip_and_hash_check(tmp_path: pytest.TempPathFactory) -> None:
+    store = LocalArtifactStore(tmp_path)  # type: ignore[arg-type]
+    digest = store.put(b"onnx bytes")
+    assert digest == sha256_hex(b"onnx bytes")
+    assert store.get(digest) == b"onnx bytes"
+    assert store.put(b"onnx bytes") == digest
+    # No temp file is left behind beside the real one.
+    assert [p.name for p in (tmp_path / digest[:2]).iterdir()] == [digest]  # type: ignore[operator]
+    (tmp_path / digest[:2] / digest).write_bytes(b"tampered")  # type: ignore[operator]
+    with pytest.raises(ArtifactCorrupt, match="corrupt"):
+        store.get(digest)
+    with pytest.raises(ArtifactMissing, match="not in the store"):
+        store.get("0" * 64)

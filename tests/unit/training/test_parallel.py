@@ -13,29 +13,17 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_breast_cancer
 
+from tests.factories import mlp, model_spec
 from training import cv
-from training.cv import FoldResult, fold_process_count, run_kfold
+from training.cv import run_kfold
 from training.errors import Cancelled, FoldProcessDied
+from training.fit import FitPlan
+from training.hooks import FoldResult, Hooks
 from training.spec import ModelSpec
 
 
 def _spec(**overrides: Any) -> ModelSpec:
-    fields: dict[str, Any] = {
-        "task": "binary",
-        "layers": [
-            {"type": "Dense", "units": 12, "activation": "relu"},
-            {"type": "Dropout", "rate": 0.2},
-            {"type": "Dense", "units": 1, "activation": "sigmoid"},
-        ],
-        "loss": "binary_crossentropy",
-        "optimizer": {"name": "adam", "learning_rate": 0.01},
-        "epochs": 6,
-        "batch_size": 32,
-        "k_folds": 3,
-        "seed": 11,
-    }
-    fields.update(overrides)
-    return ModelSpec.model_validate(fields)
+    return model_spec(mlp(12, 0.2, epochs=6, batch_size=32, k_folds=3, seed=11), **overrides)
 
 
 @pytest.fixture(scope="module")
@@ -55,19 +43,13 @@ def test_parallel_folds_equal_sequential_ones_and_report_progress(
 ) -> None:
     X, y = data
     spec = _spec()
-    sequential = run_kfold(X, y, spec=spec, processes=1)
+    sequential = run_kfold(FitPlan(spec), X, y, processes=1)
     epochs: list[tuple[Any, ...]] = []
     folds: list[FoldResult] = []
     parent = os.getpid()
 
-    parallel = run_kfold(
-        X,
-        y,
-        spec=spec,
-        processes=2,
-        on_epoch=lambda *args: epochs.append((os.getpid(), *args)),
-        on_fold=folds.append,
-    )
+    hooks = Hooks(on_epoch=lambda *args: epochs.append((os.getpid(), *args)), on_fold=folds.append)
+    parallel = run_kfold(FitPlan(spec, hooks), X, y, processes=2)
 
     assert [f.fold for f in parallel] == [1, 2, 3]
     for seq, par in zip(sequential, parallel, strict=True):
@@ -92,15 +74,11 @@ def test_cancel_reaches_every_fold_process(
     X, y = data
     seen: list[int] = []
 
+    hooks = Hooks(
+        on_epoch=lambda _p, fold, _e, _l: seen.append(fold), should_stop=lambda: len(seen) >= 4
+    )
     with pytest.raises(Cancelled, match="cancelled during fold"):
-        run_kfold(
-            X,
-            y,
-            spec=_spec(epochs=2000, k_folds=2),
-            processes=2,
-            on_epoch=lambda _p, fold, _e, _l: seen.append(fold),
-            should_stop=lambda: len(seen) >= 4,
-        )
+        run_kfold(FitPlan(_spec(epochs=2000, k_folds=2), hooks), X, y, processes=2)
 
     assert len(seen) < 100
     assert multiprocessing.active_children() == []
@@ -119,31 +97,28 @@ def test_a_killed_fold_process_fails_the_run_and_leaves_nothing(
             os.kill(victim.pid or 0, signal.SIGKILL)
 
     with pytest.raises(FoldProcessDied, match="ended without a result"):
-        run_kfold(X, y, spec=_spec(epochs=2000, k_folds=2), processes=2, on_epoch=kill_one)
+        run_kfold(
+            FitPlan(_spec(epochs=2000, k_folds=2), Hooks(on_epoch=kill_one)), X, y, processes=2
+        )
 
     assert killed
     assert multiprocessing.active_children() == []
-
-
-def test_small_fits_and_one_process_stay_in_this_process() -> None:
-    spec = _spec(epochs=1000, batch_size=16, k_folds=5)
-    assert fold_process_count(768, spec=spec, processes=16) == 5
-    assert fold_process_count(768, spec=spec, processes=2) == 2
-    assert fold_process_count(768, spec=spec, processes=1) == 1
-    assert fold_process_count(768, spec=_spec(epochs=5, k_folds=5), processes=8) == 1
 
 
 _ORPHAN_SCRIPT = """
 import numpy as np
 from sklearn.datasets import load_breast_cancer
 from training import cv
+from training.fit import FitPlan
+from training.hooks import Hooks
 from training.spec import ModelSpec
 cv.MIN_STEPS_FOR_PROCESSES = 0
 X, y = load_breast_cancer(return_X_y=True)
 spec = ModelSpec.model_validate({"task": "binary", "loss": "binary_crossentropy",
     "layers": [{"type": "Dense", "units": 1, "activation": "sigmoid"}],
     "epochs": 5000, "batch_size": 8, "k_folds": 2})
-cv.run_kfold(X, y, spec=spec, processes=2, on_epoch=lambda *a: print("epoch", flush=True))
+hooks = Hooks(on_epoch=lambda *a: print("epoch", flush=True))
+cv.run_kfold(FitPlan(spec, hooks), X, y, processes=2)
 """
 
 

@@ -1,3 +1,7 @@
+"""training/pipeline.py: k-fold, refit, export and parity as one run: what a version is made of."""
+
+from __future__ import annotations
+
 import importlib.metadata
 import subprocess
 import sys
@@ -9,13 +13,14 @@ import numpy as np
 import onnxruntime as ort
 import pandas as pd
 import pytest
-from sklearn.datasets import load_breast_cancer, load_diabetes, load_iris
+from sklearn.datasets import load_diabetes, load_iris
 
+from tests.factories import BINARY_MLP, mlp, model_spec
 from training import pipeline
 from training.builder import import_keras
-from training.cv import FoldResult, fit_full, run_kfold
 from training.data import Table, load_table
-from training.errors import Cancelled, DataError, NonFiniteLoss, ParityError
+from training.errors import DataError, ParityError, SpecDataMismatch
+from training.hooks import FoldResult, Hooks
 from training.pipeline import TrainingResult, run_training
 from training.spec import ModelSpec
 
@@ -25,42 +30,12 @@ def _csv(frame: pd.DataFrame) -> bytes:
 
 
 def _binary_spec(**overrides: object) -> ModelSpec:
-    fields: dict[str, object] = {
-        "task": "binary",
-        "layers": [
-            {"type": "Dense", "units": 16, "activation": "relu"},
-            {"type": "Dropout", "rate": 0.1},
-            {"type": "Dense", "units": 1, "activation": "sigmoid"},
-        ],
-        "loss": "binary_crossentropy",
-        "optimizer": {"name": "adam", "learning_rate": 0.01},
-        "epochs": 10,
-        "k_folds": 3,
-        "seed": 7,
-    }
-    fields.update(overrides)
-    return ModelSpec.model_validate(fields)
+    return model_spec(BINARY_MLP, **overrides)
 
 
 def _regression_spec(**overrides: object) -> ModelSpec:
-    fields: dict[str, object] = {
-        "task": "regression",
-        "layers": [
-            {"type": "Dense", "units": 16, "activation": "relu"},
-            {"type": "Dense", "units": 1, "activation": "linear"},
-        ],
-        "loss": "huber",
-        "optimizer": {"learning_rate": 0.05},
-        "epochs": 8,
-        "k_folds": 3,
-    }
-    fields.update(overrides)
-    return ModelSpec.model_validate(fields)
-
-
-@pytest.fixture(scope="module")
-def cancer() -> Table:
-    return load_table(_csv(load_breast_cancer(as_frame=True).frame), target="target", task="binary")
+    base = mlp(16, task="regression", loss="huber", optimizer={"learning_rate": 0.05})
+    return model_spec(base, **({"epochs": 8, "k_folds": 3} | overrides))
 
 
 @pytest.fixture(scope="module")
@@ -70,8 +45,7 @@ def binary_run(cancer: Table) -> tuple[TrainingResult, list[tuple[Any, ...]], li
     result = run_training(
         cancer,
         spec=_binary_spec(),
-        on_epoch=lambda *args: epochs.append(args),
-        on_fold=folds.append,
+        hooks=Hooks(on_epoch=lambda *args: epochs.append(args), on_fold=folds.append),
     )
     return result, epochs, folds
 
@@ -215,76 +189,10 @@ def test_multiclass_pipeline_with_string_labels() -> None:
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-5)
 
 
-def _small(cancer: Table, rows: int = 120) -> tuple[np.ndarray, np.ndarray]:
-    return cancer.X[:rows], cancer.y[:rows]
-
-
-def test_runs_repeat_with_the_same_seed(cancer: Table) -> None:
-    X, y = _small(cancer)
-    spec = _binary_spec(epochs=2, k_folds=2)
-
-    first = run_kfold(X, y, spec=spec)
-    second = run_kfold(X, y, spec=spec)
-
-    assert [f.history for f in first] == [f.history for f in second]
-    assert [f.metrics for f in first] == [f.metrics for f in second]
-
-
-def test_should_stop_cancels_at_a_batch_end(cancer: Table) -> None:
-    X, y = _small(cancer)
-    polls: list[int] = []
-    folds: list[FoldResult] = []
-
-    def should_stop() -> bool:
-        polls.append(1)
-        return len(polls) >= 3
-
-    with pytest.raises(Cancelled, match="fold 1") as info:
-        run_kfold(X, y, spec=_binary_spec(epochs=5), should_stop=should_stop, on_fold=folds.append)
-
-    assert info.value.code == "cancelled"
-    assert len(polls) == 3
-    assert folds == []
-
-
-def test_should_stop_also_cancels_the_refit(cancer: Table) -> None:
-    X, y = _small(cancer)
-
-    with pytest.raises(Cancelled, match="final refit"):
-        fit_full(X, y, spec=_binary_spec(epochs=5), should_stop=lambda: True)
-
-
-def test_diverging_loss_raises_non_finite_loss() -> None:
-    X, y = load_diabetes(return_X_y=True)
-    spec = ModelSpec.model_validate(
-        {
-            "task": "regression",
-            "layers": [
-                {"type": "Dense", "units": 32, "activation": "relu"},
-                {"type": "Dense", "units": 1, "activation": "linear"},
-            ],
-            "loss": "mse",
-            "optimizer": {"name": "sgd", "learning_rate": 10.0},
-            "epochs": 3,
-            "k_folds": 2,
-        }
-    )
-    epochs: list[tuple[Any, ...]] = []
-
-    with pytest.raises(NonFiniteLoss) as info:
-        run_kfold(X[:100], y[:100], spec=spec, on_epoch=lambda *a: epochs.append(a))
-
-    message = str(info.value)
-    assert "fold 1, epoch 1" in message
-    assert "learning_rate (now 10)" in message
-    assert info.value.code == "non_finite_loss"
-    assert epochs == []
-
-
 def test_parity_failure_raises_with_the_difference_and_tolerance(
     cancer: Table, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    X, y = _small(cancer, rows=60)
+    X, y = cancer.X[:60], cancer.y[:60]
     table = Table(X, y, cancer.feature_names, cancer.class_labels, cancer.target)
 
     def bad_parity(model: Any, onnx_bytes: bytes, X: np.ndarray) -> dict[str, Any]:
@@ -324,14 +232,15 @@ def test_a_regression_on_a_target_in_the_hundred_thousands_passes_parity() -> No
 def test_a_table_that_does_not_fit_the_spec_is_refused_before_training(cancer: Table) -> None:
     table = Table(cancer.X, cancer.y, cancer.feature_names, None, cancer.target)
 
-    with pytest.raises(DataError, match="needs 2 class labels; the table has none"):
-        run_training(table, spec=_binary_spec(), should_stop=pytest.fail)
+    with pytest.raises(SpecDataMismatch, match="task 'binary' needs a target with class labels"):
+        run_training(table, spec=_binary_spec(), hooks=Hooks(should_stop=pytest.fail))
 
 
 def test_importing_the_training_package_does_not_load_tensorflow() -> None:
     code = (
         "import sys, training.pipeline, training.data, training.metrics, training.cv, "
-        "training.export, training.builder, training.errors, training.spec\n"
+        "training.export, training.builder, training.errors, training.spec, training.fit, "
+        "training.parallel, training.inspect, training.provenance, training.runtime\n"
         "loaded = sorted(m for m in ('tensorflow', 'keras', 'tf2onnx') if m in sys.modules)\n"
         "assert not loaded, loaded"
     )
@@ -340,23 +249,10 @@ def test_importing_the_training_package_does_not_load_tensorflow() -> None:
     subprocess.run([sys.executable, "-c", code], cwd=root, check=True)
 
 
-def test_sparse_multiclass_folds_score_every_class() -> None:
-    X, y = load_iris(return_X_y=True)
-    spec = ModelSpec.model_validate(
-        {
-            "task": "multiclass",
-            "layers": [{"type": "Dense", "units": 3, "activation": "softmax"}],
-            "loss": "sparse_categorical_crossentropy",
-            "optimizer": {"learning_rate": 0.1},
-            "epochs": 3,
-            "k_folds": 2,
-        }
-    )
-
-    folds = run_kfold(X, y, spec=spec)
-
-    assert [f.n_val for f in folds] == [75, 75]
-    for fold in folds:
-        assert np.array(fold.metrics["confusion_matrix"]).sum(axis=1).tolist() == [25, 25, 25]
-        assert isinstance(fold.metrics["roc_auc"], float)
-        assert set(fold.history) == {"loss", "accuracy", "val_loss", "val_accuracy"}
+def test_codes_outside_the_embedding_are_refused_before_training() -> None:
+    embedding = [{"type": "Embedding", "input_dim": 5, "output_dim": 2}, {"type": "Flatten"}]
+    spec = model_spec(mlp(task="regression"), layers=[*embedding, {"type": "Dense", "units": 1}])
+    X = np.array([[0, 1], [4, 7], [2, 3], [1, 1]], dtype=np.float32)
+    table = Table(X, np.zeros(4, dtype=np.float32), ["a", "b"], None, "y")
+    with pytest.raises(DataError, match="Raise input_dim to at least 8"):
+        run_training(table, spec=spec)

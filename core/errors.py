@@ -1,0 +1,80 @@
+"""One error vocabulary: every domain error has a kind and a stable code.
+
+The kind says what went wrong in terms a caller can act on; services/problems.py maps
+each kind to one HTTP status. The code names the leaf error and goes into the response
+body, so a client can tell `model_not_found` from `alias_not_found`. Nothing here knows
+HTTP: the registry, training and the workers raise these too.
+
+A package defines its errors as subclasses of the kind bases below, each with its own
+`code`; tests/unit/core/test_errors.py walks every such class and checks its status.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import ClassVar
+
+
+class ErrorKind(StrEnum):
+    NOT_FOUND = "not_found"
+    CONFLICT = "conflict"
+    # Well-formed, but a rule refuses it (a spec that cannot train on the data).
+    INVALID = "invalid"
+    # Does not fit what the endpoint reads (an infer body of the wrong shape).
+    BAD_REQUEST = "bad_request"
+    UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
+    TOO_LARGE = "too_large"
+    FORBIDDEN = "forbidden"
+    # A dependency cannot be reached now; the same request may succeed later.
+    UNAVAILABLE = "unavailable"
+    # Kiln's own fault, or stored data that is damaged.
+    INTERNAL = "internal"
+
+
+class KilnError(Exception):
+    kind: ClassVar[ErrorKind] = ErrorKind.INTERNAL
+    code: ClassVar[str] = "internal_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class NotFound(KilnError):
+    kind = ErrorKind.NOT_FOUND
+    code = "not_found"
+
+
+class Conflict(KilnError):
+    kind = ErrorKind.CONFLICT
+    code = "conflict"
+
+
+class Invalid(KilnError):
+    kind = ErrorKind.INVALID
+    code = "invalid"
+
+
+class BadRequest(KilnError):
+    kind = ErrorKind.BAD_REQUEST
+    code = "bad_request"
+
+
+class UnsupportedMediaType(KilnError):
+    kind = ErrorKind.UNSUPPORTED_MEDIA_TYPE
+    code = "unsupported_media_type"
+
+
+class TooLarge(KilnError):
+    kind = ErrorKind.TOO_LARGE
+    code = "too_large"
+
+
+class Forbidden(KilnError):
+    kind = ErrorKind.FORBIDDEN
+    code = "forbidden"
+
+
+class Unavailable(KilnError):
+    kind = ErrorKind.UNAVAILABLE
+    code = "unavailable"

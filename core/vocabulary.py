@@ -1,0 +1,44 @@
+"""The enums of job state, task and data kind, defined once for every package.
+
+Members are strings (StrEnum): they compare equal to their values, store as their values
+and serialise to JSON as them, so rows, specs and API bodies hold plain strings.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class JobState(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL_STATES
+
+
+TERMINAL_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})
+ACTIVE_STATES = frozenset({JobState.QUEUED, JobState.RUNNING})
+
+
+class Task(StrEnum):
+    BINARY = "binary"
+    MULTICLASS = "multiclass"
+    REGRESSION = "regression"
+
+    @property
+    def classifies(self) -> bool:
+        return self is not Task.REGRESSION
+
+
+class DataKind(StrEnum):
+    """What a model reads. A dataset is stored as a table (CSV) or images (NPZ); a job's
+    spec cuts a table into sequences with its `window`."""
+
+    TABLE = "table"
+    IMAGE = "image"
+    SEQUENCE = "sequence"

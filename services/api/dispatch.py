@@ -1,0 +1,29 @@
+"""Sends jobs to the workers, by task name, once their rows are committed."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from celery import Celery
+
+from workers.celery_app import TASK_TRAIN, queue_for
+
+log = logging.getLogger("kiln.api")
+
+
+class Dispatcher:
+    def __init__(self, celery: Celery) -> None:
+        self.celery = celery
+
+    def send(self, job_id: str, spec: Mapping[str, Any]) -> bool:
+        """Send the job's id to its queue; False (and a log line) when the broker refused.
+
+        A job that was not sent stays queued in the registry, and the sweeper sends it."""
+        try:
+            self.celery.send_task(TASK_TRAIN, args=[job_id], queue=queue_for(spec))
+        except Exception:
+            log.exception("could not send job %s to the broker; the sweeper will retry", job_id)
+            return False
+        return True

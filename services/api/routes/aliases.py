@@ -1,0 +1,103 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from registry import aliases
+from services.api import views
+from services.api.deps import ActorHeader, SessionDep
+from services.api.schemas import AliasEventRead, AliasRead, AliasRollback, AliasSet
+from services.api.usecases import registry as usecases
+from services.problems import ERROR_RESPONSES
+
+router = APIRouter(prefix="/models", tags=["models"])
+
+
+@router.get(
+    "/{name}/aliases",
+    response_model=list[AliasRead],
+    summary="List a model's aliases",
+    responses=ERROR_RESPONSES,
+)
+def list_aliases(session: SessionDep, name: str) -> list[AliasRead]:
+    return [views.alias_read(a) for a in aliases.list_aliases(session, model_name=name)]
+
+
+@router.get(
+    "/{name}/aliases/history",
+    response_model=list[AliasEventRead],
+    summary="Alias history",
+    responses=ERROR_RESPONSES,
+)
+def alias_history(
+    session: SessionDep,
+    name: str,
+    alias: Annotated[str | None, Query(description="Only this alias's changes.")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[AliasEventRead]:
+    """Every change of the model's aliases, newest first: from-version, to-version (null
+    for a deletion), who (the `X-Kiln-Actor` header), why and when."""
+    return [
+        AliasEventRead.model_validate(e)
+        for e in aliases.alias_history(session, model_name=name, alias=alias, limit=limit)
+    ]
+
+
+@router.get(
+    "/{name}/aliases/{alias}",
+    response_model=AliasRead,
+    summary="Get an alias",
+    responses=ERROR_RESPONSES,
+)
+def get_alias(session: SessionDep, name: str, alias: str) -> AliasRead:
+    return views.alias_read(aliases.get_alias(session, model_name=name, alias=alias))
+
+
+@router.put(
+    "/{name}/aliases/{alias}",
+    response_model=AliasEventRead,
+    summary="Point an alias at a version",
+    responses=ERROR_RESPONSES,
+)
+def set_alias(
+    session: SessionDep, name: str, alias: str, body: AliasSet, actor: ActorHeader = None
+) -> AliasEventRead:
+    """Create the alias or move it (a promotion). The change is recorded with the version
+    it came from, the `X-Kiln-Actor` header and the optional reason. Alias names are 1 to
+    63 lowercase letters, digits, '-' or '_', starting with a letter; 'latest', 'history'
+    and 'v<number>' are reserved."""
+    event = usecases.set_alias(session, name=name, alias=alias, body=body, actor=actor)
+    return AliasEventRead.model_validate(event)
+
+
+@router.delete(
+    "/{name}/aliases/{alias}",
+    response_model=AliasEventRead,
+    summary="Delete an alias",
+    responses=ERROR_RESPONSES,
+)
+def delete_alias(
+    session: SessionDep,
+    name: str,
+    alias: str,
+    actor: ActorHeader = None,
+    reason: Annotated[str | None, Query(max_length=2000)] = None,
+) -> AliasEventRead:
+    event = usecases.delete_alias(session, name=name, alias=alias, actor=actor, reason=reason)
+    return AliasEventRead.model_validate(event)
+
+
+@router.post(
+    "/{name}/aliases/{alias}/rollback",
+    response_model=AliasEventRead,
+    summary="Roll an alias back",
+    responses=ERROR_RESPONSES,
+)
+def rollback_alias(
+    session: SessionDep, name: str, alias: str, body: AliasRollback, actor: ActorHeader = None
+) -> AliasEventRead:
+    """Move the alias back to a named version, or with `"to": "previous"` to the version it
+    pointed at before its last change (409 when it has none)."""
+    event = usecases.rollback_alias(session, name=name, alias=alias, body=body, actor=actor)
+    return AliasEventRead.model_validate(event)

@@ -1,0 +1,233 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, Response, status
+
+from registry import lineage, search, versions
+from registry import views as registry_views
+from services.api import views
+from services.api.deps import DispatcherDep, SessionDep, StoreDep
+from services.api.schemas import (
+    DescriptionUpdate,
+    JobAccepted,
+    LineageRead,
+    ModelVersionRead,
+    RetrainCreate,
+    TagSet,
+)
+from services.api.usecases import jobs as job_usecases
+from services.api.usecases import registry as usecases
+from services.problems import ERROR_RESPONSES
+
+router = APIRouter(prefix="/models", tags=["models"])
+
+
+def _parse_tags(tags: list[str]) -> list[tuple[str, str | None]]:
+    out: list[tuple[str, str | None]] = []
+    for t in tags:
+        key, sep, value = t.partition(":")
+        out.append((key, value if sep else None))
+    return out
+
+
+@router.get(
+    "/{name}/versions",
+    response_model=list[ModelVersionRead],
+    summary="List a model's versions",
+    responses=ERROR_RESPONSES,
+)
+def list_versions(
+    request: Request,
+    session: SessionDep,
+    name: str,
+    tag: Annotated[
+        list[str],
+        Query(description="`key:value`, or `key` for any value; repeat to require several."),
+    ] = [],  # noqa: B006  (FastAPI copies query defaults)
+    alias: Annotated[
+        str | None, Query(description="Only the version this alias points at.")
+    ] = None,
+    dataset: Annotated[str | None, Query(description="A dataset id or sha256.")] = None,
+    archived: Annotated[bool | None, Query(description="true: only archived; false: none.")] = None,
+    order_by: Annotated[
+        str | None,
+        Query(description="A stored metric, `f1` or `f1.mean` or `f1.std`; default: version."),
+    ] = None,
+    desc: Annotated[bool, Query(description="Largest first (with order_by).")] = False,
+) -> list[ModelVersionRead]:
+    """Versions in version order, or ordered by a stored metric (versions without it come
+    last). Filters combine: every tag, the alias, the dataset and the archived state."""
+    found = search.search_versions(
+        session,
+        model_name=name,
+        tags=_parse_tags(tag),
+        alias=alias,
+        dataset=dataset,
+        archived=archived,
+        order_by=order_by,
+        descending=desc,
+    )
+    return [views.version_read(request, mv) for mv in found]
+
+
+@router.get(
+    "/{name}/versions/{version}",
+    response_model=ModelVersionRead,
+    summary="Get a model version",
+    responses=ERROR_RESPONSES,
+)
+def get_version(request: Request, session: SessionDep, name: str, version: int) -> ModelVersionRead:
+    """Everything about one version: the spec, the dataset's hash, each fold's metrics and
+    their mean and standard deviation, the Keras-vs-ONNX parity result, the input
+    signature, the artifact hashes, its tags and the aliases that point at it."""
+    return _read(request, session, name, version)
+
+
+def _read(request: Request, session: SessionDep, name: str, version: int) -> ModelVersionRead:
+    return views.version_read(
+        request, registry_views.version(session, model_name=name, version=version)
+    )
+
+
+@router.patch(
+    "/{name}/versions/{version}",
+    response_model=ModelVersionRead,
+    summary="Describe a version",
+    responses=ERROR_RESPONSES,
+)
+def update_version(
+    request: Request, session: SessionDep, name: str, version: int, body: DescriptionUpdate
+) -> ModelVersionRead:
+    usecases.describe_version(session, name=name, version=version, description=body.description)
+    return _read(request, session, name, version)
+
+
+@router.put(
+    "/{name}/versions/{version}/tags/{key}",
+    response_model=dict[str, str],
+    summary="Set a version tag",
+    responses=ERROR_RESPONSES,
+)
+def set_version_tag(
+    session: SessionDep, name: str, version: int, key: str, body: TagSet
+) -> dict[str, str]:
+    return usecases.tag(session, name=name, version=version, key=key, value=body.value)
+
+
+@router.delete(
+    "/{name}/versions/{version}/tags/{key}",
+    response_model=dict[str, str],
+    summary="Remove a version tag",
+    responses=ERROR_RESPONSES,
+)
+def delete_version_tag(session: SessionDep, name: str, version: int, key: str) -> dict[str, str]:
+    return usecases.tag(session, name=name, version=version, key=key, value=None)
+
+
+@router.post(
+    "/{name}/versions/{version}/archive",
+    response_model=ModelVersionRead,
+    summary="Archive a version",
+    responses=ERROR_RESPONSES,
+)
+def archive_version(
+    request: Request, session: SessionDep, name: str, version: int
+) -> ModelVersionRead:
+    """Keep the version and its files, but never serve it as the model's newest version;
+    it is still served by number and through any alias that points at it."""
+    usecases.archive(session, name=name, version=version, archived=True)
+    return _read(request, session, name, version)
+
+
+@router.post(
+    "/{name}/versions/{version}/unarchive",
+    response_model=ModelVersionRead,
+    summary="Unarchive a version",
+    responses=ERROR_RESPONSES,
+)
+def unarchive_version(
+    request: Request, session: SessionDep, name: str, version: int
+) -> ModelVersionRead:
+    usecases.archive(session, name=name, version=version, archived=False)
+    return _read(request, session, name, version)
+
+
+@router.delete(
+    "/{name}/versions/{version}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    summary="Delete a version",
+    responses=ERROR_RESPONSES,
+)
+def delete_version(session: SessionDep, name: str, version: int) -> Response:
+    """Delete a version that no alias points at (409 otherwise). Its ONNX and Keras files
+    are removed from the artifact store unless another version or a dataset has the same
+    content: by the API's sweeper, `ARTIFACT_ORPHAN_GRACE_S` after the delete. The
+    version number is not reused."""
+    usecases.delete_version(session, name=name, version=version)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get(
+    "/{name}/versions/{version}/lineage",
+    response_model=LineageRead,
+    summary="Where a version came from",
+    responses=ERROR_RESPONSES,
+)
+def get_lineage(session: SessionDep, name: str, version: int) -> LineageRead:
+    """The job that trained it, the exact spec and seed, the dataset (id, sha256, shape),
+    the versions of Kiln and of every library in the training path, the device, and the
+    version it was retrained from."""
+    return LineageRead.model_validate(lineage.lineage(session, model_name=name, version=version))
+
+
+@router.post(
+    "/{name}/versions/{version}/retrain",
+    response_model=JobAccepted,
+    status_code=status.HTTP_202_ACCEPTED,
+    summary="Retrain a version",
+    responses=ERROR_RESPONSES,
+)
+def retrain_version(
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    store: StoreDep,
+    dispatcher: DispatcherDep,
+    name: str,
+    version: int,
+    body: RetrainCreate | None = None,
+) -> JobAccepted:
+    """Queue a job with this version's exact spec, on its own dataset or another one, into
+    the same model or another. The spec is checked against the dataset as for any job;
+    the new version records that it was retrained from this one."""
+    job = job_usecases.retrain(
+        session,
+        store,
+        dispatcher,
+        model_name=name,
+        version=version,
+        body=body or RetrainCreate(),
+    )
+    response.headers["Location"] = views.job_url(request, job)
+    return views.job_accepted(request, job)
+
+
+@router.get(
+    "/{name}/versions/{version}/artifacts/onnx",
+    summary="Download a version's ONNX file",
+    response_class=Response,
+    responses={**ERROR_RESPONSES, 200: {"content": {"application/octet-stream": {}}}},
+)
+def download_onnx(session: SessionDep, store: StoreDep, name: str, version: int) -> Response:
+    """The ONNX model, checked against its recorded sha256 before it is sent."""
+    mv = versions.get_version(session, model_name=name, version=version)
+    return Response(
+        store.get(mv.onnx_sha256),
+        media_type="application/octet-stream",
+        headers={
+            "Content-Disposition": f'attachment; filename="{name}-v{version}.onnx"',
+            "X-Content-SHA256": mv.onnx_sha256,
+        },
+    )

@@ -1,0 +1,110 @@
+"""Submit, retrain and cancel training jobs. A job is a row before it is a message."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from registry import jobs, versions
+from registry.artifacts import ArtifactStore
+from registry.errors import InvalidState
+from registry.models import Dataset, TrainingJob
+from services.api.dispatch import Dispatcher
+from services.api.schemas import JobCreate, RetrainCreate
+from services.api.usecases import datasets
+from training.spec import DataInfo, ModelSpec, check_against_data
+
+
+def submit(
+    session: Session, store: ArtifactStore, dispatcher: Dispatcher, body: JobCreate
+) -> TrainingJob:
+    """Queue a training job of the spec on the dataset, refused (422) when the spec cannot
+    train on it."""
+    dataset = datasets.resolve(session, store, body.dataset)
+    return _queue(
+        session,
+        dispatcher,
+        model_name=body.model_name,
+        dataset=dataset,
+        spec=body.spec,
+        stored_spec=body.spec.model_dump(mode="json"),
+    )
+
+
+def retrain(
+    session: Session,
+    store: ArtifactStore,
+    dispatcher: Dispatcher,
+    *,
+    model_name: str,
+    version: int,
+    body: RetrainCreate,
+) -> TrainingJob:
+    """Queue a job with a version's exact spec, on its dataset or another, into the same
+    model or another; the new version records where it came from."""
+    source = versions.get_version(session, model_name=model_name, version=version)
+    dataset = datasets.resolve(session, store, body.dataset) if body.dataset else source.dataset
+    return _queue(
+        session,
+        dispatcher,
+        model_name=body.model_name or model_name,
+        dataset=dataset,
+        spec=ModelSpec.model_validate(source.spec),
+        # The version's exact stored spec, not a re-dump that would add newer defaults.
+        stored_spec=dict(source.spec),
+        retrained_from_id=source.id,
+    )
+
+
+def cancel(session: Session, *, job_id: str) -> TrainingJob:
+    """Cancel a queued or running job; its worker sees it at its next heartbeat."""
+    job = jobs.get_job(session, job_id=job_id)
+    if not jobs.cancel_job(session, job_id=job_id):
+        raise InvalidState(
+            f"job {job_id} is {job.state}; only queued or running jobs can be cancelled"
+        )
+    session.commit()
+    session.refresh(job)
+    return job
+
+
+def _queue(
+    session: Session,
+    dispatcher: Dispatcher,
+    *,
+    model_name: str,
+    dataset: Dataset,
+    spec: ModelSpec,
+    stored_spec: dict[str, Any],
+    retrained_from_id: int | None = None,
+) -> TrainingJob:
+    check_against_data(
+        spec,
+        DataInfo.of_dataset(
+            kind=dataset.kind,
+            n_rows=dataset.n_rows,
+            shape=dataset.shape,
+            columns=dataset.columns,
+            target=dataset.target,
+            class_counts=dataset.class_counts,
+        ),
+    )
+    job = jobs.create_job(
+        session,
+        model_name=model_name,
+        dataset_id=dataset.id,
+        spec=stored_spec,
+        retrained_from_id=retrained_from_id,
+    )
+    # Recorded as sent in the same commit as the row, then sent: one transaction on the
+    # way. A worker never sees an id that is not in the registry. A broker that refuses
+    # the message leaves the job to the sweeper, which sends it ~30 s later; so does a
+    # process that dies between the commit and the send, after the sweeper's requeue
+    # interval (services/api/sweeper.py).
+    jobs.mark_enqueued(session, job_id=job.id)
+    session.commit()
+    if not dispatcher.send(job.id, job.spec):
+        jobs.mark_enqueued(session, job_id=job.id, sent=False)
+        session.commit()
+    return job

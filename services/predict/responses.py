@@ -1,0 +1,30 @@
+"""The predictor's response bodies, written in one place: JSON with orjson, and the Open
+Inference Protocol's `{"error": "..."}` for every failure (status from services/problems.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi import Response
+
+from core.errors import KilnError
+from services.problems import status_of
+
+
+def json_response(content: Any, status_code: int = 200) -> Response:
+    # Serialised here rather than by FastAPI's encoder, which walks every float in Python.
+    return Response(orjson.dumps(content), status_code=status_code, media_type="application/json")
+
+
+def error(exc: BaseException) -> tuple[int, bytes]:
+    """The status and body for what a request raised. Anything but a domain error is the
+    server's fault, answered without details."""
+    if isinstance(exc, KilnError):
+        return status_of(exc), orjson.dumps({"error": exc.message})
+    return 500, orjson.dumps({"error": "internal server error"})
+
+
+def error_response(exc: BaseException) -> Response:
+    status, body = error(exc)
+    return Response(body, status_code=status, media_type="application/json")

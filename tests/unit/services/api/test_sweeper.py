@@ -1,0 +1,131 @@
+"""services/api/sweeper.py: jobs whose worker died or whose message never went out are
+sent again, to the queue their spec names; files that deleted versions left are removed
+once the grace period is over."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from fastapi.testclient import TestClient
+from sqlalchemy import update
+
+from registry import jobs, versions
+from registry.db import make_engine, make_sessionmaker, utcnow
+from registry.models import TrainingJob
+from services.api.dispatch import Dispatcher
+from services.api.sweeper import sweep_jobs, sweep_orphans
+from services.settings import ApiSettings
+from tests.factories import SPEC, make_version
+from workers.celery_app import GPU_QUEUE, TRAINING_QUEUE, make_celery
+
+
+def _queued_on(folder: Path) -> list[str]:
+    # Kombu's filesystem transport names each message file <time>_<uuid>.<queue>.msg.
+    return sorted(p.name.split(".", 1)[1].removesuffix(".msg") for p in folder.glob("*.msg"))
+
+
+def test_the_sweeper_sends_a_lost_gpu_job_back_to_the_gpu_queue(
+    own_api: tuple[TestClient, ApiSettings], own_db: str
+) -> None:
+    client, settings = own_api
+    folder = settings.broker_dir / "queue"
+    resp = client.post(
+        "/jobs",
+        json={
+            "model_name": "route",
+            "dataset": "sklearn:breast_cancer",
+            "spec": {**SPEC, "device": "gpu"},
+        },
+    )
+    job_id = resp.json()["id"]
+    for message in folder.glob("*.msg"):
+        message.unlink()  # a worker took it...
+    sm = make_sessionmaker(make_engine(own_db))
+    with sm() as session:
+        assert jobs.claim_job(session, job_id=job_id, worker="gpu-node:1") is not None
+        # ...and died: its last heartbeat is long ago.
+        session.execute(
+            update(TrainingJob)
+            .where(TrainingJob.id == job_id)
+            .values(heartbeat_at=utcnow() - timedelta(hours=1))
+        )
+        session.commit()
+
+    celery = make_celery(None, folder.parent)
+    resent = sweep_jobs(
+        sm, Dispatcher(celery), heartbeat_timeout_s=60, max_attempts=3, requeue_after_s=3600
+    )
+
+    assert job_id in resent
+    assert resent == [job_id]
+    assert _queued_on(folder) == [GPU_QUEUE]
+
+
+class RefusingBroker:
+    """A broker that is down: every send fails, as Celery raises when Redis refuses."""
+
+    def send_task(self, *_args: Any, **_kwargs: Any) -> None:
+        raise ConnectionError("broker down")
+
+
+def test_a_job_the_broker_refused_is_sent_by_the_sweeper(
+    own_api: tuple[TestClient, ApiSettings], own_db: str
+) -> None:
+    client, settings = own_api
+    folder = settings.broker_dir / "queue"
+    client.app.state.dispatcher = Dispatcher(RefusingBroker())  # type: ignore[attr-defined,arg-type]
+    resp = client.post(
+        "/jobs", json={"model_name": "lost", "dataset": "sklearn:breast_cancer", "spec": SPEC}
+    )
+    # Accepted all the same: the row is committed, and recorded as not sent.
+    assert resp.status_code == 202, resp.text
+    job_id = resp.json()["id"]
+    assert _queued_on(folder) == []
+    sm = make_sessionmaker(make_engine(own_db))
+    with sm() as session:
+        assert jobs.get_job(session, job_id=job_id).enqueued_at is None
+        # Older than the 30 s an accepting request is given to send its own message.
+        session.execute(
+            update(TrainingJob)
+            .where(TrainingJob.id == job_id)
+            .values(created_at=utcnow() - timedelta(minutes=1))
+        )
+        session.commit()
+
+    dispatcher = Dispatcher(make_celery(None, settings.broker_dir))
+    sent = sweep_jobs(sm, dispatcher, heartbeat_timeout_s=60, max_attempts=3, requeue_after_s=3600)
+
+    assert sent == [job_id]
+    assert _queued_on(folder) == [TRAINING_QUEUE]
+    with sm() as session:
+        assert jobs.get_job(session, job_id=job_id).enqueued_at is not None
+    # Recorded as sent: the next sweep leaves it to the worker.
+    assert (
+        sweep_jobs(sm, dispatcher, heartbeat_timeout_s=60, max_attempts=3, requeue_after_s=3600)
+        == []
+    )
+
+
+def test_a_deleted_versions_files_go_after_the_grace_period(
+    own_api: tuple[TestClient, ApiSettings], own_db: str
+) -> None:
+    client, _ = own_api
+    store = client.app.state.store  # type: ignore[attr-defined]
+    sm = make_sessionmaker(make_engine(own_db))
+    onnx, keras = store.put(b"onnx of v1"), store.put(b"keras of v1")
+    with sm() as session:
+        mv = make_version(session, model_name="gone", onnx_sha256=onnx, keras_sha256=keras)
+        session.commit()
+    assert client.delete(f"/models/gone/versions/{mv.version}").status_code == 204
+
+    assert sweep_orphans(sm, store, grace_s=600) == []
+    assert store.exists(onnx)
+    assert store.exists(keras)
+    assert sorted(sweep_orphans(sm, store, grace_s=0)) == sorted([onnx, keras])
+    assert not store.exists(onnx)
+    assert not store.exists(keras)
+    assert sweep_orphans(sm, store, grace_s=0) == []
+    with sm() as session:
+        assert versions.get_model(session, name="gone").versions == []

@@ -1,0 +1,125 @@
+"""services/cli/models.py and aliases.py: the `kiln models …` registry commands, run
+through Typer against the real API app."""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy.orm import Session
+from typer.testing import CliRunner
+
+from registry import jobs
+from registry.db import make_engine
+from services import cli
+from services.cli import http
+from tests.factories import make_job, make_version
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def kiln(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> Any:
+    monkeypatch.setattr(http, "client", lambda _url: contextlib.nullcontext(client))
+    monkeypatch.setenv("COLUMNS", "200")
+
+    def run(*args: str) -> Any:
+        result = runner.invoke(cli.app, list(args))
+        return result
+
+    return run
+
+
+@pytest.fixture
+def name(db_url: str) -> str:
+    model = f"cli-{uuid.uuid4().hex[:8]}"
+    engine = make_engine(db_url)
+    with Session(engine, expire_on_commit=False) as s:
+        for f1 in (0.7, 0.9):
+            job = make_job(s, model_name=model)
+            for k in range(2):
+                jobs.record_fold(
+                    s,
+                    job_id=job.id,
+                    fold=k,
+                    n_train=4,
+                    n_val=2,
+                    metrics={"f1": f1 + 0.01 * k},
+                    history={},
+                )
+            make_version(s, job=job, metrics={"f1": {"mean": f1 + 0.005, "std": 0.005}})
+        s.commit()
+    engine.dispose()
+    return model
+
+
+def test_alias_commands(kiln: Any, name: str, client: TestClient) -> None:
+    out = kiln(
+        "models", "alias", "set", name, "production", "1", "--actor", "ana", "--reason", "go"
+    )
+    assert out.exit_code == 0, out.output
+    assert f"{name}@production: nothing → v1" in out.output
+    assert kiln("models", "alias", "set", name, "production", "2").exit_code == 0
+    back = kiln("models", "alias", "rollback", name, "production")
+    assert back.exit_code == 0, back.output
+    assert "v2 → v1" in back.output
+    assert client.get(f"/models/{name}/aliases/production").json()["version"] == 1
+    history = kiln("models", "alias", "history", name)
+    assert history.exit_code == 0
+    assert "ana" in history.output
+    assert "rollback to version 1" in history.output
+    gone = kiln("models", "alias", "delete", name, "production")
+    assert "v1 → deleted" in gone.output
+    bad = kiln("models", "alias", "set", name, "Prod", "1")
+    assert bad.exit_code == 1
+    assert "is not valid" in bad.output
+    none = kiln("models", "alias", "rollback", name, "production", "--to", "x")
+    assert none.exit_code == 2
+
+
+def test_tag_describe_archive_delete(kiln: Any, name: str, client: TestClient) -> None:
+    assert kiln("models", "tag", name, "team", "ml").exit_code == 0
+    assert kiln("models", "tag", name, "stage", "gold", "--version", "2").exit_code == 0
+    assert client.get(f"/models/{name}").json()["tags"] == {"team": "ml"}
+    assert client.get(f"/models/{name}/versions/2").json()["tags"] == {"stage": "gold"}
+    assert kiln("models", "tag", name, "team", "--delete").exit_code == 0
+    assert client.get(f"/models/{name}").json()["tags"] == {}
+    assert kiln("models", "describe", name, "a model", "--version", "1").exit_code == 0
+    assert client.get(f"/models/{name}/versions/1").json()["description"] == "a model"
+    listed = kiln("models", "versions", name, "--tag", "stage:gold")
+    assert listed.exit_code == 0, listed.output
+    assert "stage=gold" in listed.output
+    shown = kiln("models", "show", name, "2")
+    assert shown.exit_code == 0, shown.output
+    assert "tags: stage=gold" in shown.output
+    assert kiln("models", "archive", name, "1").exit_code == 0
+    assert client.get(f"/models/{name}/versions/1").json()["archived_at"] is not None
+    assert kiln("models", "archive", name, "1", "--undo").exit_code == 0
+    assert kiln("models", "delete", name, "1", "--yes").exit_code == 0
+    assert client.get(f"/models/{name}/versions/1").status_code == 404
+
+
+def test_compare_and_lineage(kiln: Any, name: str) -> None:
+    out = kiln("models", "compare", name, "1", "2")
+    assert out.exit_code == 0, out.output
+    assert "0.7050 ± 0.0050" in out.output
+    assert "0.700 0.710" in out.output
+    assert "+0.2000" in out.output
+    lineage = kiln("models", "lineage", name, "2")
+    assert lineage.exit_code == 0
+    assert '"seed": 0' in lineage.output
+
+
+def test_retrain_queues_a_job_from_the_version(kiln: Any, name: str, client: TestClient) -> None:
+    out = kiln("models", "retrain", name, "2")
+    assert out.exit_code == 0, out.output
+    job_id = out.output.split()[1]
+    job = client.get(f"/jobs/{job_id}").json()
+    assert job["state"] == "queued"
+    assert job["spec"] == client.get(f"/models/{name}/versions/2").json()["spec"]
+    refused = kiln("models", "retrain", name, "2", "--dataset", "sklearn:iris")
+    assert refused.exit_code == 1
+    assert "needs exactly 2 classes" in refused.output

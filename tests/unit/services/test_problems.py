@@ -1,0 +1,137 @@
+"""services/problems.py: every domain error in the code base answers with the status it
+is meant to, in the API's problem+json and in the predictor's OIP body alike.
+
+The test walks every module of every package, collects each subclass of
+core.errors.KilnError, and checks it against INTENDED: an error class added without
+saying here what it should answer fails the test, instead of answering 500 by omission.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from core.errors import ErrorKind, KilnError
+from services import problems
+from services.predict import responses
+
+INTENDED: dict[str, int] = {
+    # core.errors: the kinds themselves, raised where no leaf says more
+    "internal_error": 500,
+    "not_found": 404,
+    "conflict": 409,
+    "invalid": 422,
+    "bad_request": 400,
+    "unsupported_media_type": 415,
+    "too_large": 413,
+    "forbidden": 403,
+    "unavailable": 503,
+    # registry.errors
+    "dataset_not_found": 404,
+    "job_not_found": 404,
+    "model_not_found": 404,
+    "version_not_found": 404,
+    "alias_not_found": 404,
+    "tag_not_found": 404,
+    "artifact_missing": 404,
+    "artifact_corrupt": 500,
+    "artifact_store_unavailable": 503,
+    "invalid_state": 409,
+    "no_previous_version": 409,
+    "version_in_use": 409,
+    "version_number_contention": 409,
+    "alias_contention": 409,
+    "alias_invalid": 422,
+    "tag_invalid": 422,
+    "metric_unknown": 422,
+    # training.errors: what data and specs are refused with at the door
+    "data_invalid": 422,
+    "upload_empty": 422,
+    "upload_not_csv": 422,
+    "target_missing": 422,
+    "missing_values": 422,
+    "non_numeric_features": 422,
+    "upload_not_npz": 422,
+    "images_invalid": 422,
+    "spec_data_mismatch": 422,
+    # training.errors: a job's failure reasons (never an HTTP answer, but one if they were)
+    "non_finite_loss": 422,
+    "parity_failed": 500,
+    "cancelled": 409,
+    "fold_process_died": 503,
+    # services.api.errors
+    "upload_too_large": 413,
+    "unknown_builtin_dataset": 404,
+    "versions_invalid": 422,
+    # services.predict.errors
+    "infer_request_invalid": 400,
+    "rows_invalid": 422,
+    "request_too_large": 413,
+    "model_load_failed": 500,
+    "output_not_finite": 500,
+}
+# Importing these runs a process's entry point (the worker's Celery app reads settings and
+# makes folders) or Alembic's environment; they define no errors.
+SKIP = ("workers.worker", "registry.migrations")
+
+
+def _import_everything() -> None:
+    for root in ("core", "registry", "training", "workers", "services"):
+        package = importlib.import_module(root)
+        for info in pkgutil.walk_packages(package.__path__, f"{root}."):
+            if not info.name.startswith(SKIP):
+                importlib.import_module(info.name)
+
+
+def _subclasses(cls: type[KilnError]) -> set[type[KilnError]]:
+    found = set(cls.__subclasses__())
+    for sub in list(found):
+        found |= _subclasses(sub)
+    return found
+
+
+def error_classes() -> list[type[KilnError]]:
+    _import_everything()
+    return sorted({KilnError} | _subclasses(KilnError), key=lambda c: c.code)
+
+
+CLASSES = error_classes()
+
+
+def test_every_kind_has_a_status() -> None:
+    assert set(problems.STATUS) == set(ErrorKind)
+
+
+def test_every_error_class_is_listed_with_the_status_it_should_answer() -> None:
+    codes = [cls.code for cls in CLASSES]
+    assert len(codes) == len(set(codes)), "two error classes share a code"
+    assert set(codes) == set(INTENDED), (
+        f"not listed here: {sorted(set(codes) - set(INTENDED))}; "
+        f"listed but gone: {sorted(set(INTENDED) - set(codes))}"
+    )
+
+
+@pytest.mark.parametrize("cls", CLASSES, ids=lambda c: c.code)
+def test_each_error_answers_its_status_from_the_api_and_the_predictor(
+    cls: type[KilnError],
+) -> None:
+    app = FastAPI()
+    problems.install(app)
+
+    @app.get("/boom")
+    def boom() -> None:
+        raise cls("what went wrong, and what was expected")
+
+    with TestClient(app, raise_server_exceptions=False) as client:
+        resp = client.get("/boom")
+
+    assert resp.status_code == INTENDED[cls.code]
+    assert resp.headers["content-type"] == problems.PROBLEM_JSON
+    assert resp.json()["code"] == cls.code
+    assert resp.json()["detail"] == "what went wrong, and what was expected"
+    status, body = responses.error(cls("what went wrong"))
+    assert (status, body) == (INTENDED[cls.code], b'{"error":"what went wrong"}')

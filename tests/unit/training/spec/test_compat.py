@@ -1,0 +1,121 @@
+"""training/spec/compat.py: whether a valid spec can train on a dataset, checked the same
+way at the API's door and in the worker."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from core.vocabulary import DataKind
+from training.errors import SpecDataMismatch
+from training.spec import DataInfo, ModelSpec, check_against_data, infer_shapes, input_shape
+
+
+def _spec(layers: list[dict[str, Any]], **extra: Any) -> ModelSpec:
+    return ModelSpec.model_validate(
+        {"task": "regression", "loss": "mse", "layers": [*layers, {"type": "Dense", "units": 1}]}
+        | extra
+    )
+
+
+def test_a_window_makes_the_input_steps_by_every_column() -> None:
+    spec = _spec([{"type": "GRU", "units": 2}], window={"steps": 7, "horizon": 3})
+    info = DataInfo(DataKind.TABLE, n_rows=100, item_shape=(4,), n_columns=5)
+    assert input_shape(spec, info) == (7, 5)
+    check_against_data(spec, info)
+
+
+def test_embedding_needs_integer_features() -> None:
+    spec = _spec([{"type": "Embedding", "input_dim": 5, "output_dim": 2}, {"type": "Flatten"}])
+    check_against_data(
+        spec,
+        DataInfo(DataKind.TABLE, n_rows=9, item_shape=(3,), n_columns=4, integer_features=True),
+    )
+    with pytest.raises(SpecDataMismatch, match="Embedding looks up integer codes"):
+        check_against_data(spec, DataInfo(DataKind.TABLE, n_rows=9, item_shape=(3,), n_columns=4))
+
+
+EXAMPLES = Path(__file__).resolve().parents[4] / "examples"
+
+
+def test_example_specs_fit_the_data_they_are_written_for() -> None:
+    cnn = ModelSpec.model_validate_json((EXAMPLES / "digits-cnn.json").read_text())
+    digits = DataInfo(
+        DataKind.IMAGE, 1797, (8, 8, 1), class_counts={str(d): 179 for d in range(10)}
+    )
+    check_against_data(cnn, digits)
+    assert infer_shapes(cnn.layers, (8, 8, 1))[-1] == (10,)
+
+    lstm = ModelSpec.model_validate_json((EXAMPLES / "sensor-lstm.json").read_text())
+    series = DataInfo(DataKind.TABLE, n_rows=500, item_shape=(3,), n_columns=4)
+    check_against_data(lstm, series)
+    assert input_shape(lstm, series) == (24, 4)
+
+
+CANCER_MULTICLASS = {
+    "task": "multiclass",
+    "loss": "sparse_categorical_crossentropy",
+    "layers": [{"type": "Dense", "units": 3, "activation": "softmax"}],
+}
+MISFITS = [
+    CANCER_MULTICLASS,
+    {
+        **CANCER_MULTICLASS,
+        "layers": [{"type": "Dense", "units": 2, "activation": "softmax"}],
+        "test_split": 0.001,
+    },
+    {
+        **CANCER_MULTICLASS,
+        "layers": [{"type": "Dense", "units": 2, "activation": "softmax"}],
+        "class_weight": {"0": 1.0},
+    },
+    {
+        **CANCER_MULTICLASS,
+        "layers": [
+            {"type": "Conv2D", "filters": 2, "kernel_size": 3},
+            {"type": "Flatten"},
+            {"type": "Dense", "units": 2, "activation": "softmax"},
+        ],
+    },
+    {
+        **CANCER_MULTICLASS,
+        "layers": [
+            {"type": "Embedding", "input_dim": 4, "output_dim": 2},
+            {"type": "Flatten"},
+            {"type": "Dense", "units": 2, "activation": "softmax"},
+        ],
+    },
+]
+
+
+@pytest.mark.parametrize("fields", MISFITS)
+def test_the_door_and_the_worker_refuse_a_misfit_with_the_same_words(
+    fields: dict[str, Any],
+) -> None:
+    # The API checks what the registry stored of the upload; the worker checks the arrays
+    # it loaded from the same bytes. One function, one message.
+    from sklearn.datasets import load_breast_cancer
+
+    from training.data import load_table
+    from training.inspect import inspect_csv
+
+    csv = load_breast_cancer(as_frame=True).frame.to_csv(index=False).encode()
+    summary = inspect_csv(csv, target="target")
+    stored = DataInfo.of_dataset(
+        kind=summary.kind,
+        n_rows=summary.n_rows,
+        shape=summary.shape,
+        columns=summary.columns,
+        target="target",
+        class_counts=summary.class_counts,
+    )
+    loaded = load_table(csv, target="target", task="multiclass").info()
+    spec = ModelSpec.model_validate(fields)
+
+    with pytest.raises(SpecDataMismatch) as at_door:
+        check_against_data(spec, stored)
+    with pytest.raises(SpecDataMismatch) as in_worker:
+        check_against_data(spec, loaded)
+    assert str(at_door.value) == str(in_worker.value)

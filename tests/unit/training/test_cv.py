@@ -1,0 +1,122 @@
+"""training/cv.py: k-fold cross-validation one fold after another, the refit, cancelling
+and refusing a diverged loss, and when folds go to processes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_diabetes, load_iris
+
+from tests.factories import BINARY_MLP, model_spec
+from training.cv import fit_full, fold_process_count, run_kfold
+from training.data import Table
+from training.errors import Cancelled, NonFiniteLoss
+from training.fit import FitPlan
+from training.hooks import FoldResult, Hooks
+from training.spec import ModelSpec
+
+
+def _binary_spec(**overrides: object) -> ModelSpec:
+    return model_spec(BINARY_MLP, **overrides)
+
+
+def _small(cancer: Table, rows: int = 120) -> tuple[np.ndarray, np.ndarray]:
+    return cancer.X[:rows], cancer.y[:rows]
+
+
+def test_runs_repeat_with_the_same_seed(cancer: Table) -> None:
+    X, y = _small(cancer)
+    spec = _binary_spec(epochs=2, k_folds=2)
+
+    first = run_kfold(FitPlan(spec), X, y)
+    second = run_kfold(FitPlan(spec), X, y)
+
+    assert [f.history for f in first] == [f.history for f in second]
+    assert [f.metrics for f in first] == [f.metrics for f in second]
+
+
+def test_should_stop_cancels_at_a_batch_end(cancer: Table) -> None:
+    X, y = _small(cancer)
+    polls: list[int] = []
+    folds: list[FoldResult] = []
+
+    def should_stop() -> bool:
+        polls.append(1)
+        return len(polls) >= 3
+
+    with pytest.raises(Cancelled, match="fold 1") as info:
+        run_kfold(
+            FitPlan(_binary_spec(epochs=5), Hooks(should_stop=should_stop, on_fold=folds.append)),
+            X,
+            y,
+        )
+
+    assert info.value.code == "cancelled"
+    assert len(polls) == 3
+    assert folds == []
+
+
+def test_should_stop_also_cancels_the_refit(cancer: Table) -> None:
+    X, y = _small(cancer)
+
+    with pytest.raises(Cancelled, match="final refit"):
+        fit_full(FitPlan(_binary_spec(epochs=5), Hooks(should_stop=lambda: True)), X, y)
+
+
+def test_diverging_loss_raises_non_finite_loss() -> None:
+    X, y = load_diabetes(return_X_y=True)
+    spec = ModelSpec.model_validate(
+        {
+            "task": "regression",
+            "layers": [
+                {"type": "Dense", "units": 32, "activation": "relu"},
+                {"type": "Dense", "units": 1, "activation": "linear"},
+            ],
+            "loss": "mse",
+            "optimizer": {"name": "sgd", "learning_rate": 10.0},
+            "epochs": 3,
+            "k_folds": 2,
+        }
+    )
+    epochs: list[tuple[Any, ...]] = []
+
+    with pytest.raises(NonFiniteLoss) as info:
+        run_kfold(FitPlan(spec, Hooks(on_epoch=lambda *a: epochs.append(a))), X[:100], y[:100])
+
+    message = str(info.value)
+    assert "fold 1, epoch 1" in message
+    assert "learning_rate (now 10)" in message
+    assert info.value.code == "non_finite_loss"
+    assert epochs == []
+
+
+def test_sparse_multiclass_folds_score_every_class() -> None:
+    X, y = load_iris(return_X_y=True)
+    spec = ModelSpec.model_validate(
+        {
+            "task": "multiclass",
+            "layers": [{"type": "Dense", "units": 3, "activation": "softmax"}],
+            "loss": "sparse_categorical_crossentropy",
+            "optimizer": {"learning_rate": 0.1},
+            "epochs": 3,
+            "k_folds": 2,
+        }
+    )
+
+    folds = run_kfold(FitPlan(spec), X, y)
+
+    assert [f.n_val for f in folds] == [75, 75]
+    for fold in folds:
+        assert np.array(fold.metrics["confusion_matrix"]).sum(axis=1).tolist() == [25, 25, 25]
+        assert isinstance(fold.metrics["roc_auc"], float)
+        assert set(fold.history) == {"loss", "accuracy", "val_loss", "val_accuracy"}
+
+
+def test_small_fits_and_one_process_stay_in_this_process() -> None:
+    spec = _binary_spec(epochs=1000, batch_size=16, k_folds=5)
+    assert fold_process_count(768, spec=spec, processes=16) == 5
+    assert fold_process_count(768, spec=spec, processes=2) == 2
+    assert fold_process_count(768, spec=spec, processes=1) == 1
+    assert fold_process_count(768, spec=_binary_spec(epochs=5, k_folds=5), processes=8) == 1

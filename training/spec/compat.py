@@ -1,0 +1,184 @@
+"""Whether a valid spec can train on a given dataset: one check for the API and the worker.
+
+The API runs it on what the registry knows of a dataset (before a job exists); the worker
+runs it again on the arrays it loaded (training.data.Table.info). Every refusal is a
+`SpecDataMismatch` that names what was expected.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from core.vocabulary import DataKind, Task
+from training.errors import SpecDataMismatch
+from training.spec.layers import Embedding
+from training.spec.model import ModelSpec
+from training.spec.shapes import infer_shapes
+
+
+@dataclass(frozen=True)
+class DataInfo:
+    """What is known of a dataset's shape and labels without its values.
+
+    ``item_shape`` is one example's raw shape: ``(F,)`` for a table (target excluded),
+    ``(H, W, C)`` for images, ``(steps, F)`` for a sequence already cut into windows.
+    ``class_counts`` is None when the target is not a class label (float values).
+    ``n_columns`` counts every column of a table, the target included (a window takes
+    them all), and ``all_numeric`` says whether the target is numeric too.
+    ``integer_features`` says whether every feature holds integers.
+    """
+
+    kind: DataKind
+    n_rows: int
+    item_shape: tuple[int, ...]
+    class_counts: dict[str, int] | None = None
+    n_columns: int = 0
+    integer_features: bool = False
+    all_numeric: bool = True
+
+    @classmethod
+    def of_dataset(
+        cls,
+        *,
+        kind: str,
+        n_rows: int,
+        shape: list[int] | None,
+        columns: list[dict[str, str]],
+        target: str,
+        class_counts: dict[str, int] | None,
+    ) -> DataInfo:
+        """From what the registry stores of a dataset (training.inspect.DataSummary)."""
+        if kind == DataKind.IMAGE:
+            return cls(DataKind.IMAGE, n_rows, tuple((shape or [])[1:]), class_counts=class_counts)
+        features = [c for c in columns if c["name"] != target]
+        target_dtype = next((c["dtype"] for c in columns if c["name"] == target), "object")
+        return cls(
+            DataKind.TABLE,
+            n_rows,
+            (len(features),),
+            class_counts=class_counts,
+            n_columns=len(columns),
+            integer_features=all(c["dtype"].startswith(("int", "uint")) for c in features),
+            all_numeric=target_dtype.startswith(("int", "uint", "float")),
+        )
+
+
+def input_shape(spec: ModelSpec, data: DataInfo) -> tuple[int, ...]:
+    """The model's input shape for one example (batch axis excluded)."""
+    if spec.window is not None and data.kind == DataKind.TABLE:
+        return (spec.window.steps, data.n_columns)
+    return data.item_shape
+
+
+def check_against_data(spec: ModelSpec, data: DataInfo) -> None:
+    """Refuse a spec that cannot train on this data: the layers against its shapes, the
+    window against its length, the output layer, k and the splits against its classes."""
+    _check_window(spec, data)
+    if isinstance(spec.layers[0], Embedding) and (
+        data.kind != DataKind.TABLE or not data.integer_features
+    ):
+        raise SpecDataMismatch(
+            "layers.0: Embedding looks up integer codes, so every feature column must "
+            "hold integers (0 .. input_dim-1); this dataset's features are not all integers"
+        )
+    infer_shapes(spec.layers, input_shape(spec, data))
+    if spec.task != Task.REGRESSION:
+        _check_classes(spec, data.class_counts)
+
+
+def _check_window(spec: ModelSpec, data: DataInfo) -> None:
+    window = spec.window
+    if window is None:
+        if data.kind == DataKind.SEQUENCE:
+            raise SpecDataMismatch("the data is cut into sequences but the spec has no window")
+        return
+    if data.kind == DataKind.IMAGE:
+        raise SpecDataMismatch("window is for time-series tables (CSV); this dataset holds images")
+    if data.kind == DataKind.SEQUENCE:
+        if data.item_shape[0] != window.steps:
+            raise SpecDataMismatch(
+                f"the data holds windows of {data.item_shape[0]} steps; the spec's window has "
+                f"{window.steps}"
+            )
+        return
+    if not data.all_numeric:
+        raise SpecDataMismatch(
+            "a window feeds every column, the target included, to the model at each "
+            "step, so every column must be numeric; this dataset's target is not"
+        )
+    n_windows = data.n_rows - window.steps - window.horizon + 1
+    if n_windows < 2 * spec.k_folds:
+        raise SpecDataMismatch(
+            f"a window of {window.steps} steps with horizon {window.horizon} "
+            f"leaves {max(n_windows, 0)} windows in a series of {data.n_rows} rows; "
+            f"k_folds={spec.k_folds} needs at least {2 * spec.k_folds}: use a shorter "
+            "window or horizon, or a longer series"
+        )
+
+
+def _check_classes(spec: ModelSpec, class_counts: dict[str, int] | None) -> None:
+    task = spec.task.value
+    if not class_counts:
+        raise SpecDataMismatch(
+            f"task {task!r} needs a target with class labels, but the target column "
+            "holds continuous numbers; use task 'regression' or another target"
+        )
+    n_classes = len(class_counts)
+    if spec.task == Task.BINARY and n_classes != 2:
+        raise SpecDataMismatch(
+            f"task 'binary' needs exactly 2 classes in the target; it has {n_classes}"
+        )
+    if spec.task == Task.MULTICLASS:
+        if n_classes < 2:
+            raise SpecDataMismatch(f"task 'multiclass' needs at least 2 classes; found {n_classes}")
+        if spec.n_outputs != n_classes:
+            raise SpecDataMismatch(
+                f"the output layer has {spec.n_outputs} units but the target has {n_classes} "
+                f"classes; expected Dense(units={n_classes}, activation='softmax')"
+            )
+    if isinstance(spec.class_weight, dict):
+        unknown = sorted(set(spec.class_weight) - set(class_counts))
+        missing = sorted(set(class_counts) - set(spec.class_weight))
+        if unknown or missing:
+            raise SpecDataMismatch(
+                f"class_weight needs one weight per class label of the target, "
+                f"{sorted(class_counts)}; unknown: {unknown}, missing: {missing}"
+            )
+    _check_folds(spec, class_counts)
+    _check_splits(spec, class_counts)
+
+
+def _check_folds(spec: ModelSpec, class_counts: dict[str, int]) -> None:
+    smallest_label, smallest = min(class_counts.items(), key=lambda kv: kv[1])
+    if spec.test_split > 0:
+        # The k folds split what the test split leaves of the smallest class.
+        smallest = math.floor(smallest * (1 - spec.test_split))
+    if spec.k_folds > smallest:
+        raise SpecDataMismatch(
+            f"k_folds={spec.k_folds} is larger than the smallest class "
+            f"({smallest_label!r} has {smallest} rows); stratified k-fold needs k <= {smallest}"
+            + (f" after test_split={spec.test_split:g}" if spec.test_split > 0 else "")
+        )
+
+
+def _check_splits(spec: ModelSpec, class_counts: dict[str, int]) -> None:
+    # scikit-learn's stratified train_test_split needs at least one row per class on
+    # each side; refuse here what would otherwise fail in the worker.
+    n_classes, total = len(class_counts), sum(class_counts.values())
+    held_out = math.ceil(total * spec.test_split)
+    if spec.test_split > 0 and held_out < n_classes:
+        raise SpecDataMismatch(
+            f"test_split={spec.test_split:g} holds out {held_out} of {total} rows, fewer than "
+            f"the {n_classes} classes; raise test_split"
+        )
+    if spec.validation_split > 0:
+        k, test = spec.k_folds, spec.test_split
+        fit_rows = math.floor(total * (1 - test) * (k - 1) / k)
+        in_fit = math.floor(min(class_counts.values()) * (1 - test) * (k - 1) / k)
+        if math.ceil(fit_rows * spec.validation_split) < n_classes or in_fit < 2:
+            raise SpecDataMismatch(
+                f"validation_split={spec.validation_split:g} cannot hold out a row of every "
+                f"class from each fold's {fit_rows} training rows (the smallest class has "
+                f"{in_fit} there); raise validation_split, lower k_folds, or use more rows"
+            )

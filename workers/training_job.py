@@ -1,0 +1,92 @@
+"""The training job kind: load the dataset, train, store the artifacts, register a version.
+
+TensorFlow is imported inside `train` (through training.pipeline), so only the child
+process that runs a job ever loads it; the worker's parent process forks children and
+must never have touched TensorFlow (design.md: TF does not survive a fork).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from registry import orphans, versions
+from registry.artifacts import ArtifactStore
+from registry.models import ModelVersion
+from training.hooks import Hooks
+from training.spec import ModelSpec
+from workers.jobrun import JobRun, run_job
+from workers.progress import Progress
+
+
+def train(run: JobRun, *, store: ArtifactStore, fold_processes: int = 1) -> str:
+    from training.data import load_dataset
+    from training.pipeline import run_training
+
+    job, dataset = run.job, run.job.dataset
+    spec = ModelSpec.model_validate(job.spec)
+    progress = run.track(Progress(n_folds=spec.k_folds, epochs=spec.epochs))
+    window = None if spec.window is None else (spec.window.steps, spec.window.horizon)
+    table = load_dataset(
+        store.get(dataset.sha256),
+        kind=dataset.kind,
+        target=dataset.target,
+        task=spec.task,
+        window=window,
+    )
+    result = run_training(
+        table,
+        spec=spec,
+        hooks=Hooks(on_epoch=progress.on_epoch, on_fold=run.store_fold, should_stop=run.stopped),
+        fold_processes=fold_processes,
+    )
+
+    def register(session: Session) -> ModelVersion:
+        # Stored inside the registering transaction: a version deleted at this moment with
+        # the same bytes cannot take them away (registry.orphans).
+        onnx_sha256 = orphans.put_referenced(session, store, result.onnx_bytes)
+        keras_sha256 = orphans.put_referenced(session, store, result.keras_bytes)
+        return versions.register_version(
+            session,
+            model_name=job.model_name,
+            job_id=job.id,
+            dataset_id=dataset.id,
+            spec=spec.model_dump(mode="json"),
+            metrics=result.summary,
+            parity=result.parity,
+            signature=result.signature,
+            onnx_sha256=onnx_sha256,
+            onnx_size_bytes=len(result.onnx_bytes),
+            keras_sha256=keras_sha256,
+            library_versions=result.library_versions,
+            device=result.device,
+            retrained_from_id=job.retrained_from_id,
+            test_metrics=(
+                None
+                if result.test_metrics is None
+                else {**result.test_metrics, "n_test": result.n_test}
+            ),
+        )
+
+    # The refit's curves have no fold row: they stay in the finished job's progress.
+    version = run.succeed(register, progress={"history": {"refit": progress.refit_history()}})
+    if version is None:
+        # Cancelled or taken back while exporting: the registry stays as it was.
+        return "dropped: job no longer running"
+    return f"registered {job.model_name} version {version.version}"
+
+
+def run_training_job(
+    job_id: str,
+    *,
+    sm: sessionmaker[Session],
+    store: ArtifactStore,
+    heartbeat_interval_s: float,
+    fold_processes: int = 1,
+) -> str:
+    """Run one training job to a terminal state; what the Celery task calls."""
+    return run_job(
+        job_id,
+        sm=sm,
+        heartbeat_interval_s=heartbeat_interval_s,
+        body=lambda run: train(run, store=store, fold_processes=fold_processes),
+    )
