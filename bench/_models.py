@@ -125,6 +125,7 @@ def register(
     from registry.artifacts import LocalArtifactStore
     from registry.db import make_engine, make_sessionmaker
     from registry.migrate import upgrade
+    from registry.models import Dataset, ModelVersion, TrainingJob
     from registry.settings import RegistrySettings
 
     settings = RegistrySettings(kiln_home=home, database_url=database_url)
@@ -133,23 +134,24 @@ def register(
     engine = make_engine(settings.database_url)
     try:
         with make_sessionmaker(engine)() as session:
-            dataset = datasets.create_dataset(
+            dataset = datasets.add_dataset(
                 session,
-                name=f"{name}.csv",
-                source="upload",
-                sha256=uuid.uuid4().hex * 2,
-                size_bytes=1,
-                target="y",
-                n_rows=1,
-                columns=[{"name": "y", "dtype": "int64"}],
-                class_counts=None,
+                Dataset(
+                    name=f"{name}.csv",
+                    source="upload",
+                    sha256=uuid.uuid4().hex * 2,
+                    size_bytes=1,
+                    target="y",
+                    n_rows=1,
+                    columns=[{"name": "y", "dtype": "int64"}],
+                    class_counts=None,
+                ),
             )
-            job = jobs.create_job(
-                session, model_name=name, dataset_id=dataset.id, spec={"task": "bench"}
+            spec = {"task": "bench"}
+            job = jobs.add_job(
+                session, TrainingJob(model_name=name, dataset_id=dataset.id, spec=spec)
             )
-            version = versions.register_version(
-                session,
-                model_name=name,
+            row = ModelVersion(
                 job_id=job.id,
                 dataset_id=dataset.id,
                 spec={"task": "bench"},
@@ -162,6 +164,7 @@ def register(
                 library_versions={},
                 device="CPU",
             )
+            version = versions.register_version(session, model_name=name, row=row)
             number = version.version
             session.commit()
     finally:

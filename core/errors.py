@@ -5,8 +5,8 @@ each kind to one HTTP status. The code names the leaf error and goes into the re
 body, so a client can tell `model_not_found` from `alias_not_found`. Nothing here knows
 HTTP: the registry, training and the workers raise these too.
 
-A package defines its errors as subclasses of the kind bases below, each with its own
-`code`; tests/unit/core/test_errors.py walks every such class and checks its status.
+A package defines its errors as subclasses of KilnError, each naming its kind and its own
+`code`; tests/unit/services/test_problems.py walks every such class and checks its status.
 """
 
 from __future__ import annotations
@@ -38,43 +38,3 @@ class KilnError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
-
-
-class NotFound(KilnError):
-    kind = ErrorKind.NOT_FOUND
-    code = "not_found"
-
-
-class Conflict(KilnError):
-    kind = ErrorKind.CONFLICT
-    code = "conflict"
-
-
-class Invalid(KilnError):
-    kind = ErrorKind.INVALID
-    code = "invalid"
-
-
-class BadRequest(KilnError):
-    kind = ErrorKind.BAD_REQUEST
-    code = "bad_request"
-
-
-class UnsupportedMediaType(KilnError):
-    kind = ErrorKind.UNSUPPORTED_MEDIA_TYPE
-    code = "unsupported_media_type"
-
-
-class TooLarge(KilnError):
-    kind = ErrorKind.TOO_LARGE
-    code = "too_large"
-
-
-class Forbidden(KilnError):
-    kind = ErrorKind.FORBIDDEN
-    code = "forbidden"
-
-
-class Unavailable(KilnError):
-    kind = ErrorKind.UNAVAILABLE
-    code = "unavailable"

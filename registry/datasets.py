@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from registry.db import get_or_raise
 from registry.errors import DatasetNotFound
 from registry.models import Dataset
 
@@ -17,43 +18,17 @@ def find_dataset(session: Session, *, sha256: str, target: str) -> Dataset | Non
     ).first()
 
 
-def create_dataset(
-    session: Session,
-    *,
-    name: str,
-    source: str,
-    sha256: str,
-    size_bytes: int,
-    target: str,
-    n_rows: int,
-    columns: list[dict[str, str]],
-    class_counts: dict[str, int] | None,
-    kind: str = "table",
-    shape: list[int] | None = None,
-) -> Dataset:
-    dataset = Dataset(
-        kind=kind,
-        shape=shape,
-        name=name,
-        source=source,
-        sha256=sha256,
-        size_bytes=size_bytes,
-        target=target,
-        n_rows=n_rows,
-        n_columns=len(columns),
-        columns=columns,
-        class_counts=class_counts,
-    )
-    session.add(dataset)
+def add_dataset(session: Session, row: Dataset) -> Dataset:
+    """Store ``row``, its column count taken from its columns."""
+    row.n_columns = len(row.columns)
+    session.add(row)
     session.flush()
-    return dataset
+    return row
 
 
 def get_dataset(session: Session, *, dataset_id: str) -> Dataset:
-    dataset = session.get(Dataset, dataset_id)
-    if dataset is None:
-        raise DatasetNotFound(f"no dataset with id {dataset_id!r}")
-    return dataset
+    missing = DatasetNotFound(f"no dataset with id {dataset_id!r}")
+    return get_or_raise(session, Dataset, dataset_id, missing)
 
 
 def list_datasets(session: Session, *, limit: int = 100, offset: int = 0) -> Sequence[Dataset]:

@@ -66,6 +66,17 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
+T = TypeVar("T")
+
+
+def get_or_raise(session: Session, table: type[T], key: object, missing: Exception) -> T:
+    """The row with this primary key, or ``missing`` raised."""
+    row = session.get(table, key)
+    if row is None:
+        raise missing
+    return row
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 

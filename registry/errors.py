@@ -2,74 +2,90 @@
 
 from __future__ import annotations
 
-from core.errors import Conflict, Invalid, KilnError, NotFound, Unavailable
+from core.errors import ErrorKind, KilnError
 
 
-class DatasetNotFound(NotFound):
+class DatasetNotFound(KilnError):
+    kind = ErrorKind.NOT_FOUND
     code = "dataset_not_found"
 
 
-class JobNotFound(NotFound):
+class JobNotFound(KilnError):
+    kind = ErrorKind.NOT_FOUND
     code = "job_not_found"
 
 
-class ModelNotFound(NotFound):
+class ModelNotFound(KilnError):
+    kind = ErrorKind.NOT_FOUND
     code = "model_not_found"
 
 
-class VersionNotFound(NotFound):
+class VersionNotFound(KilnError):
+    kind = ErrorKind.NOT_FOUND
     code = "version_not_found"
 
 
-class AliasNotFound(NotFound):
+class AliasNotFound(KilnError):
+    kind = ErrorKind.NOT_FOUND
     code = "alias_not_found"
 
 
-class TagNotFound(NotFound):
+class TagNotFound(KilnError):
+    kind = ErrorKind.NOT_FOUND
     code = "tag_not_found"
 
 
-class ArtifactMissing(NotFound):
+class ArtifactMissing(KilnError):
+    kind = ErrorKind.NOT_FOUND
     code = "artifact_missing"
 
 
+# Stored bytes that no longer hash to their name: never served.
 class ArtifactCorrupt(KilnError):
-    """Stored bytes that no longer hash to their name: never served."""
-
+    kind = ErrorKind.INTERNAL
     code = "artifact_corrupt"
 
 
-class ArtifactStoreUnavailable(Unavailable):
+class ArtifactStoreUnavailable(KilnError):
+    kind = ErrorKind.UNAVAILABLE
     code = "artifact_store_unavailable"
 
 
-class InvalidState(Conflict):
+class InvalidState(KilnError):
+    kind = ErrorKind.CONFLICT
     code = "invalid_state"
 
 
-class NoPreviousVersion(Conflict):
+class NoPreviousVersion(KilnError):
+    kind = ErrorKind.CONFLICT
     code = "no_previous_version"
 
 
-class VersionInUse(Conflict):
+class VersionInUse(KilnError):
+    kind = ErrorKind.CONFLICT
     code = "version_in_use"
 
 
-class VersionNumberContention(Conflict):
+class VersionNumberContention(KilnError):
+    kind = ErrorKind.CONFLICT
     code = "version_number_contention"
 
 
-class AliasContention(Conflict):
+class AliasContention(KilnError):
+    kind = ErrorKind.CONFLICT
     code = "alias_contention"
 
 
-class AliasInvalid(Invalid):
+class AliasInvalid(KilnError):
+    kind = ErrorKind.INVALID
     code = "alias_invalid"
 
 
-class TagInvalid(Invalid):
+class TagInvalid(KilnError):
+    kind = ErrorKind.INVALID
     code = "tag_invalid"
 
 
-class MetricUnknown(Invalid):
+class MetricUnknown(KilnError):
+    kind = ErrorKind.INVALID
     code = "metric_unknown"

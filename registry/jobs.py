@@ -9,11 +9,11 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import CursorResult, or_, select, update
+from sqlalchemy import ColumnElement, CursorResult, or_, select, update
 from sqlalchemy.orm import Session
 
 from core.vocabulary import ACTIVE_STATES, TERMINAL_STATES, JobState
-from registry.db import utcnow
+from registry.db import get_or_raise, utcnow
 from registry.errors import InvalidState, JobNotFound
 from registry.models import FoldMetric, JobEvent, TrainingJob
 
@@ -26,74 +26,75 @@ def _event(
     session.add(JobEvent(job_id=job_id, state=state, message=message, at=at))
 
 
-def _rowcount(result: Any) -> int:
-    assert isinstance(result, CursorResult)
-    return result.rowcount
-
-
-def create_job(
-    session: Session,
-    *,
-    model_name: str,
-    dataset_id: str,
-    spec: dict[str, Any],
-    retrained_from_id: int | None = None,
-) -> TrainingJob:
-    now = utcnow()
-    job = TrainingJob(
-        model_name=model_name,
-        dataset_id=dataset_id,
-        spec=spec,
-        state=QUEUED,
-        created_at=now,
-        retrained_from_id=retrained_from_id,
+def _update(session: Session, job_id: str, *where: ColumnElement[bool], **values: Any) -> bool:
+    """UPDATE the job's row where the conditions still hold; whether it did."""
+    result = session.execute(
+        update(TrainingJob)
+        .where(TrainingJob.id == job_id, *where)
+        .values(**values)
+        .execution_options(synchronize_session=False)
     )
-    session.add(job)
+    assert isinstance(result, CursorResult)
+    return result.rowcount == 1
+
+
+def _move(
+    session: Session,
+    job_id: str,
+    *where: ColumnElement[bool],
+    to: JobState,
+    message: str | None,
+    at: datetime,
+    **values: Any,
+) -> bool:
+    """Move the job to state ``to`` (and an event row) if it is still where ``where`` says."""
+    if not _update(session, job_id, *where, state=to, **values):
+        return False
+    _event(session, job_id, to, message, at)
     session.flush()
-    _event(session, job.id, QUEUED, "accepted", now)
+    return True
+
+
+def add_job(session: Session, job: TrainingJob) -> TrainingJob:
+    """Store ``job`` as queued, with its first event."""
+    session.add(job)
+    session.flush()  # the id, the queued state and the time come from the column defaults
+    _event(session, job.id, QUEUED, "accepted", job.created_at)
     session.flush()
     return job
 
 
 def get_job(session: Session, *, job_id: str) -> TrainingJob:
-    job = session.get(TrainingJob, job_id)
-    if job is None:
-        raise JobNotFound(f"no training job with id {job_id!r}")
-    return job
+    return get_or_raise(
+        session, TrainingJob, job_id, JobNotFound(f"no training job with id {job_id!r}")
+    )
 
 
 def mark_enqueued(session: Session, *, job_id: str, sent: bool = True) -> None:
     """Record that the job's message went out now (``sent``), or that it did not, so the
     sweeper sends it soon."""
-    session.execute(
-        update(TrainingJob)
-        .where(TrainingJob.id == job_id)
-        .values(enqueued_at=utcnow() if sent else None)
-        .execution_options(synchronize_session=False)
-    )
+    _update(session, job_id, enqueued_at=utcnow() if sent else None)
 
 
 def claim_job(session: Session, *, job_id: str, worker: str) -> TrainingJob | None:
     """Move a queued job to running for this worker; None if another delivery got it first."""
     now = utcnow()
-    result = session.execute(
-        update(TrainingJob)
-        .where(TrainingJob.id == job_id, TrainingJob.state == QUEUED)
-        .values(
-            state=RUNNING,
-            attempt=TrainingJob.attempt + 1,
-            worker=worker,
-            started_at=now,
-            heartbeat_at=now,
-            reason=None,
-            progress=None,
-        )
-        .execution_options(synchronize_session=False)
+    claimed = _move(
+        session,
+        job_id,
+        TrainingJob.state == QUEUED,
+        to=RUNNING,
+        message=f"claimed by {worker}",
+        at=now,
+        attempt=TrainingJob.attempt + 1,
+        worker=worker,
+        started_at=now,
+        heartbeat_at=now,
+        reason=None,
+        progress=None,
     )
-    if _rowcount(result) != 1:
+    if not claimed:
         return None
-    _event(session, job_id, RUNNING, f"claimed by {worker}", now)
-    session.flush()
     job = session.get(TrainingJob, job_id, populate_existing=True)
     assert job is not None
     return job
@@ -104,13 +105,7 @@ def heartbeat(session: Session, *, job_id: str, progress: dict[str, Any] | None 
     values: dict[str, Any] = {"heartbeat_at": utcnow()}
     if progress is not None:
         values["progress"] = progress
-    result = session.execute(
-        update(TrainingJob)
-        .where(TrainingJob.id == job_id, TrainingJob.state == RUNNING)
-        .values(**values)
-        .execution_options(synchronize_session=False)
-    )
-    return _rowcount(result) == 1
+    return _update(session, job_id, TrainingJob.state == RUNNING, **values)
 
 
 def record_fold(
@@ -128,12 +123,7 @@ def record_fold(
     curves, is written in the same transaction, so the curves are in one place at a time.
     """
     if progress is not None:
-        session.execute(
-            update(TrainingJob)
-            .where(TrainingJob.id == job_id)
-            .values(progress=progress)
-            .execution_options(synchronize_session=False)
-        )
+        _update(session, job_id, progress=progress)
     # A retried attempt trains the folds again: its numbers replace the lost attempt's.
     existing = session.scalars(
         select(FoldMetric).where(FoldMetric.job_id == job_id, FoldMetric.fold == fold)
@@ -167,23 +157,18 @@ def finish_job(
         expected = sorted(s.value for s in TERMINAL_STATES)
         raise InvalidState(f"{state!r} is not a terminal state; expected one of {expected}")
     now = utcnow()
-    result = session.execute(
-        update(TrainingJob)
-        .where(TrainingJob.id == job_id, TrainingJob.state == RUNNING)
-        .values(
-            state=state,
-            reason=reason,
-            finished_at=now,
-            heartbeat_at=now,
-            **({"progress": progress} if state == JobState.SUCCEEDED else {}),
-        )
-        .execution_options(synchronize_session=False)
+    return _move(
+        session,
+        job_id,
+        TrainingJob.state == RUNNING,
+        to=state,
+        message=reason,
+        at=now,
+        reason=reason,
+        finished_at=now,
+        heartbeat_at=now,
+        **({"progress": progress} if state == JobState.SUCCEEDED else {}),
     )
-    if _rowcount(result) != 1:
-        return False
-    _event(session, job_id, state, reason, now)
-    session.flush()
-    return True
 
 
 def sweep_stale_jobs(
@@ -243,35 +228,31 @@ def _take_back(
             f"{lost} on attempt {job.attempt} of {max_attempts}; the job was given up. A worker "
             "process is dying on it (out of memory?): check the worker logs, then submit it again"
         )
-    result = session.execute(
-        update(TrainingJob)
-        .where(TrainingJob.id == job.id, TrainingJob.state == RUNNING)
-        .where(TrainingJob.heartbeat_at == job.heartbeat_at)
-        .values(
-            state=new_state,
-            reason=None if new_state == QUEUED else message,
-            finished_at=now if new_state == JobState.FAILED else None,
-            enqueued_at=None,
-        )
-        .execution_options(synchronize_session=False)
+    moved = _move(
+        session,
+        job.id,
+        TrainingJob.state == RUNNING,
+        TrainingJob.heartbeat_at == job.heartbeat_at,
+        to=new_state,
+        message=message,
+        at=now,
+        reason=None if new_state == QUEUED else message,
+        finished_at=now if new_state == JobState.FAILED else None,
+        enqueued_at=None,
     )
-    if _rowcount(result) != 1:
-        return None
-    _event(session, job.id, new_state, message, now)
-    return new_state
+    return new_state if moved else None
 
 
 def cancel_job(session: Session, *, job_id: str) -> bool:
     """Cancel a queued or running job; its worker sees it at the next heartbeat."""
-    now = utcnow()
-    result = session.execute(
-        update(TrainingJob)
-        .where(TrainingJob.id == job_id, TrainingJob.state.in_(ACTIVE_STATES))
-        .values(state=JobState.CANCELLED, finished_at=now, reason="cancelled by request")
-        .execution_options(synchronize_session=False)
+    now, why = utcnow(), "cancelled by request"
+    return _move(
+        session,
+        job_id,
+        TrainingJob.state.in_(ACTIVE_STATES),
+        to=JobState.CANCELLED,
+        message=why,
+        at=now,
+        finished_at=now,
+        reason=why,
     )
-    if _rowcount(result) != 1:
-        return False
-    _event(session, job_id, JobState.CANCELLED, "cancelled by request", now)
-    session.flush()
-    return True

@@ -189,28 +189,30 @@ class FoldMetric(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
-class ModelTag(Base):
+class _Tag:
+    """A free-form key and value; unique per key on its owner."""
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(250))
+    value: Mapped[str] = mapped_column(Text)
+
+
+class ModelTag(_Tag, Base):
     __tablename__ = "model_tag"
     __table_args__ = (UniqueConstraint("registered_model_id", "key"),)
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     registered_model_id: Mapped[int] = mapped_column(
         ForeignKey("registered_model.id", ondelete="CASCADE"), index=True
     )
-    key: Mapped[str] = mapped_column(String(250))
-    value: Mapped[str] = mapped_column(Text)
 
 
-class VersionTag(Base):
+class VersionTag(_Tag, Base):
     __tablename__ = "version_tag"
     __table_args__ = (UniqueConstraint("model_version_id", "key"),)
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     model_version_id: Mapped[int] = mapped_column(
         ForeignKey("model_version.id", ondelete="CASCADE"), index=True
     )
-    key: Mapped[str] = mapped_column(String(250))
-    value: Mapped[str] = mapped_column(Text)
 
 
 class Alias(Base):

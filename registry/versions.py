@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
@@ -98,63 +97,31 @@ def _get_or_create_model(session: Session, name: str) -> RegisteredModel:
     return model
 
 
-def register_version(
-    session: Session,
-    *,
-    model_name: str,
-    job_id: str,
-    dataset_id: str,
-    spec: dict[str, Any],
-    metrics: dict[str, dict[str, float]],
-    parity: dict[str, Any],
-    signature: dict[str, Any],
-    onnx_sha256: str,
-    onnx_size_bytes: int,
-    keras_sha256: str,
-    library_versions: dict[str, str],
-    device: str,
-    retrained_from_id: int | None = None,
-    test_metrics: dict[str, Any] | None = None,
-) -> ModelVersion:
-    """Add the next version of `model_name`; idempotent per job (a redelivery returns it again).
+def register_version(session: Session, *, model_name: str, row: ModelVersion) -> ModelVersion:
+    """Add ``row`` (every field but its model and number) as the next version of
+    ``model_name``; idempotent per job: a redelivered job gets the version it registered.
 
     Version numbers come from max+1 under the unique (model, version) constraint and a
     short retry, which works on SQLite too (no SELECT ... FOR UPDATE there).
     """
-    existing = session.scalars(select(ModelVersion).where(ModelVersion.job_id == job_id)).first()
+    registered = select(ModelVersion).where(ModelVersion.job_id == row.job_id)
+    existing = session.scalars(registered).first()
     if existing is not None:
         return existing
     model = _get_or_create_model(session, model_name)
+    row.registered_model_id = model.id
     for _ in range(_VERSION_RETRIES):
-        number = (latest_version_number(session, model_id=model.id) or 0) + 1
+        row.version = (latest_version_number(session, model_id=model.id) or 0) + 1
         try:
             with session.begin_nested():
-                version = ModelVersion(
-                    registered_model_id=model.id,
-                    version=number,
-                    job_id=job_id,
-                    dataset_id=dataset_id,
-                    spec=spec,
-                    metrics=metrics,
-                    parity=parity,
-                    signature=signature,
-                    onnx_sha256=onnx_sha256,
-                    onnx_size_bytes=onnx_size_bytes,
-                    keras_sha256=keras_sha256,
-                    library_versions=library_versions,
-                    device=device,
-                    retrained_from_id=retrained_from_id,
-                    test_metrics=test_metrics,
-                )
-                session.add(version)
+                session.add(row)
         except IntegrityError:
-            again = session.scalars(
-                select(ModelVersion).where(ModelVersion.job_id == job_id)
-            ).first()
+            # The same job registered meanwhile, or another job took the number: retry.
+            again = session.scalars(registered).first()
             if again is not None:
                 return again
             continue
-        return version
+        return row
     raise VersionNumberContention(
         f"could not allocate a version number for model {model_name!r} after "
         f"{_VERSION_RETRIES} tries; too many concurrent registrations, try again"

@@ -90,7 +90,7 @@ def make_dataset(session: Session, **overrides: Any) -> Dataset:
         "class_counts": {"0": 5, "1": 5},
     }
     fields.update(overrides)
-    return datasets.create_dataset(session, **fields)
+    return datasets.add_dataset(session, Dataset(**fields))
 
 
 def make_job(session: Session, **overrides: Any) -> TrainingJob:
@@ -98,15 +98,15 @@ def make_job(session: Session, **overrides: Any) -> TrainingJob:
     fields.update(overrides)
     if "dataset_id" not in fields:
         fields["dataset_id"] = make_dataset(session).id
-    return jobs.create_job(session, **fields)
+    return jobs.add_job(session, TrainingJob(**fields))
 
 
 def make_version(session: Session, **overrides: Any) -> ModelVersion:
     job = overrides.pop("job", None) or make_job(
         session, model_name=overrides.get("model_name", "toy")
     )
+    model_name = overrides.pop("model_name", job.model_name)
     fields: dict[str, Any] = {
-        "model_name": job.model_name,
         "job_id": job.id,
         "dataset_id": job.dataset_id,
         "spec": SPEC,
@@ -120,7 +120,7 @@ def make_version(session: Session, **overrides: Any) -> ModelVersion:
         "device": "CPU",
     }
     fields.update(overrides)
-    return versions.register_version(session, **fields)
+    return versions.register_version(session, model_name=model_name, row=ModelVersion(**fields))
 
 
 def row_counts(db_url: str, *tables: type[Any]) -> tuple[int, ...]:

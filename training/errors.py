@@ -8,69 +8,76 @@ reason.
 
 from __future__ import annotations
 
-from core.errors import Conflict, Invalid, KilnError, Unavailable
+from core.errors import ErrorKind, KilnError
 
 
-class DataError(Invalid):
-    """The data cannot be turned into numeric features and a target."""
-
+# The data cannot be turned into numeric features and a target.
+class DataError(KilnError):
+    kind = ErrorKind.INVALID
     code = "data_invalid"
 
 
 class EmptyData(DataError):
+    kind = ErrorKind.INVALID
     code = "upload_empty"
 
 
 class NotCsv(DataError):
+    kind = ErrorKind.INVALID
     code = "upload_not_csv"
 
 
 class TargetMissing(DataError):
+    kind = ErrorKind.INVALID
     code = "target_missing"
 
 
 class MissingValues(DataError):
+    kind = ErrorKind.INVALID
     code = "missing_values"
 
 
 class NonNumericFeatures(DataError):
+    kind = ErrorKind.INVALID
     code = "non_numeric_features"
 
 
 class NotNpz(DataError):
+    kind = ErrorKind.INVALID
     code = "upload_not_npz"
 
 
 class ImagesInvalid(DataError):
+    kind = ErrorKind.INVALID
     code = "images_invalid"
 
 
-class SpecDataMismatch(Invalid):
-    """The spec is valid on its own but cannot train on the chosen data."""
-
+# The spec is valid on its own but cannot train on the chosen data.
+class SpecDataMismatch(KilnError):
+    kind = ErrorKind.INVALID
     code = "spec_data_mismatch"
 
 
-class NonFiniteLoss(Invalid):
-    """The loss became NaN or infinite: training diverged (the spec's learning rate, or the
-    data's extreme values)."""
-
+# The loss became NaN or infinite: training diverged (the spec's learning rate, or the
+# data's extreme values).
+class NonFiniteLoss(KilnError):
+    kind = ErrorKind.INVALID
     code = "non_finite_loss"
 
 
+# The exported ONNX model does not reproduce the Keras model's outputs.
 class ParityError(KilnError):
-    """The exported ONNX model does not reproduce the Keras model's outputs."""
-
+    kind = ErrorKind.INTERNAL
     code = "parity_failed"
 
 
-class Cancelled(Conflict):
-    """Training stopped because the job was cancelled or taken back."""
-
+# Training stopped because the job was cancelled or taken back.
+class Cancelled(KilnError):
+    kind = ErrorKind.CONFLICT
     code = "cancelled"
 
 
-class FoldProcessDied(Unavailable):
-    """A process that trained a fold ended without a result (killed, out of memory)."""
-
+# A process that trained a fold ended without a result (killed, out of memory).
+class FoldProcessDied(KilnError):
+    kind = ErrorKind.UNAVAILABLE
     code = "fold_process_died"

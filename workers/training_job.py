@@ -45,9 +45,7 @@ def train(run: JobRun, *, store: ArtifactStore, fold_processes: int = 1) -> str:
         # the same bytes cannot take them away (registry.orphans).
         onnx_sha256 = orphans.put_referenced(session, store, result.onnx_bytes)
         keras_sha256 = orphans.put_referenced(session, store, result.keras_bytes)
-        return versions.register_version(
-            session,
-            model_name=job.model_name,
+        row = ModelVersion(
             job_id=job.id,
             dataset_id=dataset.id,
             spec=spec.model_dump(mode="json"),
@@ -66,6 +64,7 @@ def train(run: JobRun, *, store: ArtifactStore, fold_processes: int = 1) -> str:
                 else {**result.test_metrics, "n_test": result.n_test}
             ),
         )
+        return versions.register_version(session, model_name=job.model_name, row=row)
 
     # The refit's curves have no fold row: they stay in the finished job's progress.
     version = run.succeed(register, progress={"history": {"refit": progress.refit_history()}})

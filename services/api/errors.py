@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
-from core.errors import Invalid, NotFound, TooLarge
+from core.errors import ErrorKind, KilnError
 
 
-class UploadTooLarge(TooLarge):
+class UploadTooLarge(KilnError):
+    kind = ErrorKind.TOO_LARGE
     code = "upload_too_large"
 
 
-class UnknownBuiltinDataset(NotFound):
+class UnknownBuiltinDataset(KilnError):
+    kind = ErrorKind.NOT_FOUND
     code = "unknown_builtin_dataset"
 
 
-class VersionsInvalid(Invalid):
+class VersionsInvalid(KilnError):
+    kind = ErrorKind.INVALID
     code = "versions_invalid"
+
+
+class UnsupportedUpload(KilnError):
+    kind = ErrorKind.UNSUPPORTED_MEDIA_TYPE
+    code = "unsupported_media_type"

@@ -11,6 +11,7 @@ from services.cli import http
 from services.cli.http import DEFAULT_API, Actor, ApiUrl, console, err
 
 app = typer.Typer(help="Aliases: promote, roll back, delete, history.", no_args_is_help=True)
+Reason = Annotated[str | None, typer.Option(help="Why; kept in the history.")]
 
 
 def _history_table(events: list[dict[str, Any]], title: str) -> Table:
@@ -27,7 +28,17 @@ def _history_table(events: list[dict[str, Any]], title: str) -> Table:
     return table
 
 
-def _moved(event: dict[str, Any], name: str) -> None:
+def _move(api_url: str, method: str, name: str, path: str, actor: str, **request: Any) -> None:
+    """Send one alias change and say where the alias went."""
+    with http.client(api_url) as c:
+        event = http.check(
+            c.request(
+                method,
+                f"/models/{name}/aliases/{path}",
+                headers=http.actor_header(actor),
+                **request,
+            )
+        )
     src = "nothing" if event["from_version"] is None else f"v{event['from_version']}"
     dst = "deleted" if event["to_version"] is None else f"v{event['to_version']}"
     console.print(f"{name}@{event['alias']}: {src} → {dst}")
@@ -38,41 +49,24 @@ def set_(
     name: str,
     alias: str,
     version: int,
-    reason: Annotated[str | None, typer.Option(help="Why; kept in the history.")] = None,
+    reason: Reason = None,
     actor: Actor = "",
     api_url: ApiUrl = DEFAULT_API,
 ) -> None:
     """Point ALIAS at VERSION (create or move it: a promotion)."""
-    with http.client(api_url) as c:
-        event = http.check(
-            c.put(
-                f"/models/{name}/aliases/{alias}",
-                json={"version": version, "reason": reason},
-                headers=http.actor_header(actor),
-            )
-        )
-    _moved(event, name)
+    _move(api_url, "PUT", name, alias, actor, json={"version": version, "reason": reason})
 
 
 @app.command("delete")
 def delete(
     name: str,
     alias: str,
-    reason: Annotated[str | None, typer.Option(help="Why; kept in the history.")] = None,
+    reason: Reason = None,
     actor: Actor = "",
     api_url: ApiUrl = DEFAULT_API,
 ) -> None:
     """Delete ALIAS (recorded in the history; `rollback` restores it)."""
-    params = {"reason": reason} if reason else {}
-    with http.client(api_url) as c:
-        event = http.check(
-            c.delete(
-                f"/models/{name}/aliases/{alias}",
-                params=params,
-                headers=http.actor_header(actor),
-            )
-        )
-    _moved(event, name)
+    _move(api_url, "DELETE", name, alias, actor, params={"reason": reason} if reason else {})
 
 
 @app.command("rollback")
@@ -82,7 +76,7 @@ def rollback(
     to: Annotated[
         str, typer.Option(help="A version number, or `previous` (where it pointed before).")
     ] = "previous",
-    reason: Annotated[str | None, typer.Option(help="Why; kept in the history.")] = None,
+    reason: Reason = None,
     actor: Actor = "",
     api_url: ApiUrl = DEFAULT_API,
 ) -> None:
@@ -94,15 +88,7 @@ def rollback(
         except ValueError:
             err.print(f"[red]--to {to!r}[/red]: expected a version number or 'previous'")
             raise typer.Exit(2) from None
-    with http.client(api_url) as c:
-        event = http.check(
-            c.post(
-                f"/models/{name}/aliases/{alias}/rollback",
-                json={"to": target, "reason": reason},
-                headers=http.actor_header(actor),
-            )
-        )
-    _moved(event, name)
+    _move(api_url, "POST", name, f"{alias}/rollback", actor, json={"to": target, "reason": reason})
 
 
 @app.command("list")

@@ -12,6 +12,8 @@ from services.cli.http import DEFAULT_API, ApiUrl, console, err
 
 app = typer.Typer(help="The model registry.", no_args_is_help=True)
 app.add_typer(aliases.app, name="alias")
+Undo = Annotated[bool, typer.Option("--undo", help="Unarchive it.")]
+Yes = Annotated[bool, typer.Option("--yes", help="Do not ask.")]
 
 
 @app.command("list")
@@ -179,12 +181,7 @@ def retrain(
 
 
 @app.command("archive")
-def archive(
-    name: str,
-    version: int,
-    undo: Annotated[bool, typer.Option("--undo", help="Unarchive it.")] = False,
-    api_url: ApiUrl = DEFAULT_API,
-) -> None:
+def archive(name: str, version: int, undo: Undo = False, api_url: ApiUrl = DEFAULT_API) -> None:
     """Archive a version: kept, served by number or alias, never as the newest."""
     action = "unarchive" if undo else "archive"
     with http.client(api_url) as c:
@@ -193,12 +190,7 @@ def archive(
 
 
 @app.command("delete")
-def delete(
-    name: str,
-    version: int,
-    yes: Annotated[bool, typer.Option("--yes", help="Do not ask.")] = False,
-    api_url: ApiUrl = DEFAULT_API,
-) -> None:
+def delete(name: str, version: int, yes: Yes = False, api_url: ApiUrl = DEFAULT_API) -> None:
     """Delete a version no alias points at; its files go unless something else uses them."""
     if not yes:
         typer.confirm(f"Delete {name} version {version}?", abort=True)

@@ -11,12 +11,12 @@ import typer
 from services.cli import http
 from services.cli.http import DEFAULT_PREDICT, PredictUrl
 
+Rows = Annotated[Path, typer.Option(help="JSON file: a list of {feature: value} objects.")]
+Version = Annotated[int | None, typer.Option(help="Defaults to the newest.")]
+
 
 def predict(
-    model: str,
-    rows: Annotated[Path, typer.Option(help="JSON file: a list of {feature: value} objects.")],
-    version: Annotated[int | None, typer.Option(help="Defaults to the newest.")] = None,
-    predict_url: PredictUrl = DEFAULT_PREDICT,
+    model: str, rows: Rows, version: Version = None, predict_url: PredictUrl = DEFAULT_PREDICT
 ) -> None:
     """Predict with named features through the prediction service."""
     path = f"/predict/{model}" + (f"/versions/{version}" if version else "")

@@ -8,31 +8,33 @@ in services/problems.py.
 
 from __future__ import annotations
 
-from core.errors import BadRequest, Invalid, KilnError, TooLarge
+from core.errors import ErrorKind, KilnError
 
 
-class InferRequestInvalid(BadRequest):
-    """An infer or metadata request that does not fit the model or the protocol."""
-
+# An infer or metadata request that does not fit the model or the protocol.
+class InferRequestInvalid(KilnError):
+    kind = ErrorKind.BAD_REQUEST
     code = "infer_request_invalid"
 
 
-class RowsInvalid(Invalid):
-    """Rows of named features that miss, add or mistype a feature."""
-
+# Rows of named features that miss, add or mistype a feature.
+class RowsInvalid(KilnError):
+    kind = ErrorKind.INVALID
     code = "rows_invalid"
 
 
-class RequestTooLarge(TooLarge):
+class RequestTooLarge(KilnError):
+    kind = ErrorKind.TOO_LARGE
     code = "request_too_large"
 
 
+# A version exists but cannot be served: a malformed signature, a graph ONNX Runtime
+# refuses, a failed warm-up, or an artifact that is missing or damaged.
 class ModelLoadError(KilnError):
-    """A version exists but cannot be served: a malformed signature, a graph ONNX Runtime
-    refuses, a failed warm-up, or an artifact that is missing or damaged."""
-
+    kind = ErrorKind.INTERNAL
     code = "model_load_failed"
 
 
 class OutputNotFinite(KilnError):
+    kind = ErrorKind.INTERNAL
     code = "output_not_finite"

@@ -51,22 +51,15 @@ execution provider the model really runs on.
 """
 
 
-@router.post(
-    "/predict/{name}",
-    summary="Predict with the newest version",
-    description=_DOC,
-    responses=_RESPONSES,
-)
+_ROUTE: dict[str, Any] = {"description": _DOC, "responses": _RESPONSES}
+
+
+@router.post("/predict/{name}", summary="Predict with the newest version", **_ROUTE)
 async def predict(name: str, request: Request) -> Response:
     return await _predict(request, name, None)
 
 
-@router.post(
-    "/predict/{name}/versions/{version}",
-    summary="Predict with one version",
-    description=_DOC,
-    responses=_RESPONSES,
-)
+@router.post("/predict/{name}/versions/{version}", summary="Predict with one version", **_ROUTE)
 async def predict_version(name: str, version: str, request: Request) -> Response:
     return await _predict(request, name, version)
 

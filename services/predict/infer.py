@@ -80,37 +80,9 @@ def decode(
 
 
 def _input_array(payload: dict[str, Any], model: OnnxModel, tail: bytes) -> np.ndarray:
-    expected_inputs = f"model '{model.name}' takes one input, '{model.input_name}'"
-    inputs = payload.get("inputs")
-    if not isinstance(inputs, list) or not inputs:
-        raise InferRequestInvalid(f"request needs 'inputs': a list of tensors; {expected_inputs}")
-    if len(inputs) != 1 or not isinstance(inputs[0], dict):
-        names = [t.get("name") if isinstance(t, dict) else t for t in inputs]
-        raise InferRequestInvalid(f"{expected_inputs}, got {len(inputs)} inputs: {names}")
-    tensor: dict[str, Any] = inputs[0]
-    if tensor.get("name") != model.input_name:
-        raise InferRequestInvalid(f"unknown input {tensor.get('name')!r}; {expected_inputs}")
+    tensor = _the_input(payload, model)
     label = f"input '{model.input_name}'"
-
-    datatype = tensor.get("datatype")
-    dtype = DTYPES.get(datatype) if isinstance(datatype, str) else None
-    if dtype is None:
-        raise InferRequestInvalid(
-            f"{label} datatype {datatype!r} is not one of {list(DTYPES)}; the model takes "
-            f"{model.input_datatype}",
-        )
-
-    shape = tensor.get("shape")
-    if not isinstance(shape, list) or not all(
-        type(d) is int
-        for d in shape  # noqa: E721 - bool is an int subclass, refused here
-    ):
-        raise InferRequestInvalid(f"{label} shape must be a list of integers, got {shape!r}")
-    model.check_shape(shape)
-    count = 1
-    for d in shape:
-        count *= d
-
+    datatype, dtype, shape, count = _datatype_and_shape(tensor, model, label)
     parameters = tensor.get("parameters")
     binary_size = parameters.get("binary_data_size") if isinstance(parameters, dict) else None
     if binary_size is not None:
@@ -122,32 +94,7 @@ def _input_array(payload: dict[str, Any], model: OnnxModel, tail: bytes) -> np.n
             )
         x = np.frombuffer(tail, dtype=dtype, count=count).reshape(shape)
     else:
-        data = tensor.get("data")
-        if data is None:
-            raise InferRequestInvalid(f"{label} has neither 'data' nor binary_data_size")
-        try:
-            x = np.asarray(data)
-        except (ValueError, TypeError) as exc:
-            raise InferRequestInvalid(
-                f"{label} data must be numbers in flat or nested lists: {exc}"
-            ) from exc
-        if x.dtype.kind not in _JSON_KINDS[dtype.kind]:
-            what = {"f": "numbers", "i": "integers", "u": "integers", "b": "true/false"}
-            raise InferRequestInvalid(
-                f"{label} has datatype {datatype}, so 'data' must hold only {what[dtype.kind]}"
-                f"{' (no null)' if x.dtype.kind == 'O' else ''}",
-            )
-        if x.size != count:
-            raise InferRequestInvalid(
-                f"{label} shape {shape} needs {count} values, got {x.size} in 'data'"
-            )
-        x = x.reshape(shape)
-        if x.dtype.kind != dtype.kind or dtype.kind != "f":
-            x = _convert(x, dtype, str(datatype), label)
-        else:
-            # JSON numbers of a float tensor: parsing, not a conversion the client asked for;
-            # one that overflows the type is caught as infinite below.
-            x = x.astype(dtype)
+        x = _from_json(tensor.get("data"), dtype, datatype, shape, count, label)
     if dtype != model.input_dtype:
         x = _convert(x, model.input_dtype, model.input_datatype, label, sent=datatype)
     if x.dtype.kind == "f" and not np.isfinite(x).all():
@@ -155,6 +102,72 @@ def _input_array(payload: dict[str, Any], model: OnnxModel, tail: bytes) -> np.n
             f"{label} contains NaN or infinite values (or numbers too large for {datatype})"
         )
     return x
+
+
+def _the_input(payload: dict[str, Any], model: OnnxModel) -> dict[str, Any]:
+    expected_inputs = f"model '{model.name}' takes one input, '{model.input_name}'"
+    inputs = payload.get("inputs")
+    if not isinstance(inputs, list) or not inputs:
+        raise InferRequestInvalid(f"request needs 'inputs': a list of tensors; {expected_inputs}")
+    if len(inputs) != 1 or not isinstance(inputs[0], dict):
+        names = [t.get("name") if isinstance(t, dict) else t for t in inputs]
+        raise InferRequestInvalid(f"{expected_inputs}, got {len(inputs)} inputs: {names}")
+    tensor: dict[str, Any] = inputs[0]
+    if tensor.get("name") != model.input_name:
+        raise InferRequestInvalid(f"unknown input {tensor.get('name')!r}; {expected_inputs}")
+    return tensor
+
+
+def _datatype_and_shape(
+    tensor: dict[str, Any], model: OnnxModel, label: str
+) -> tuple[str, np.dtype[Any], list[int], int]:
+    datatype = tensor.get("datatype")
+    dtype = DTYPES.get(datatype) if isinstance(datatype, str) else None
+    if dtype is None:
+        raise InferRequestInvalid(
+            f"{label} datatype {datatype!r} is not one of {list(DTYPES)}; the model takes "
+            f"{model.input_datatype}",
+        )
+    shape = tensor.get("shape")
+    if not isinstance(shape, list) or not all(
+        type(d) is int
+        for d in shape  # noqa: E721 - bool is an int subclass, refused here
+    ):
+        raise InferRequestInvalid(f"{label} shape must be a list of integers, got {shape!r}")
+    model.check_shape(shape)
+    count = 1
+    for d in shape:
+        count *= d
+    return str(datatype), dtype, shape, count
+
+
+def _from_json(
+    data: Any, dtype: np.dtype[Any], datatype: str, shape: list[int], count: int, label: str
+) -> np.ndarray:
+    if data is None:
+        raise InferRequestInvalid(f"{label} has neither 'data' nor binary_data_size")
+    try:
+        x = np.asarray(data)
+    except (ValueError, TypeError) as exc:
+        raise InferRequestInvalid(
+            f"{label} data must be numbers in flat or nested lists: {exc}"
+        ) from exc
+    if x.dtype.kind not in _JSON_KINDS[dtype.kind]:
+        what = {"f": "numbers", "i": "integers", "u": "integers", "b": "true/false"}
+        raise InferRequestInvalid(
+            f"{label} has datatype {datatype}, so 'data' must hold only {what[dtype.kind]}"
+            f"{' (no null)' if x.dtype.kind == 'O' else ''}",
+        )
+    if x.size != count:
+        raise InferRequestInvalid(
+            f"{label} shape {shape} needs {count} values, got {x.size} in 'data'"
+        )
+    x = x.reshape(shape)
+    if x.dtype.kind != dtype.kind or dtype.kind != "f":
+        return _convert(x, dtype, datatype, label)
+    # JSON numbers of a float tensor: parsing, not a conversion the client asked for; one
+    # that overflows the type is caught as infinite by the caller.
+    return x.astype(dtype)
 
 
 def _convert(

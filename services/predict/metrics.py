@@ -20,54 +20,50 @@ _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 class PredictMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
-        self.requests = Counter(
+        self.requests = self._counter(
             "kiln_predict_requests",
             "HTTP requests by model, version, route template and status.",
             ["model", "version", "route", "status"],
-            registry=registry,
         )
-        self.latency = Histogram(
+        self.latency = self._histogram(
             "kiln_predict_request_duration_seconds",
             "Time from the request reaching the app to the end of the response.",
             ["route", "model"],
-            buckets=_LATENCY_BUCKETS,
-            registry=registry,
+            _LATENCY_BUCKETS,
         )
-        self.model_loads = Counter(
+        self.model_loads = self._counter(
             "kiln_predict_model_loads",
             "Model versions loaded into ONNX Runtime (cache misses).",
             ["model", "version", "provider"],
-            registry=registry,
         )
         self.model_load_seconds = Histogram(
             "kiln_predict_model_load_seconds",
             "Time to fetch, build and warm a session.",
             registry=registry,
         )
-        self.switch_failures = Counter(
+        self.switch_failures = self._counter(
             "kiln_predict_alias_switch_failures",
             "Alias or newest-version moves to a version that could not be served.",
             ["ref", "version"],
-            registry=registry,
         )
-        self.batch_requests = Histogram(
-            "kiln_predict_batch_requests",
-            "Requests served by one dynamic batch.",
-            ["model"],
-            buckets=_BATCH_BUCKETS,
-            registry=registry,
+        self.batch_requests = self._histogram(
+            "kiln_predict_batch_requests", "Requests served by one dynamic batch.", ["model"]
         )
-        self.batch_rows = Histogram(
-            "kiln_predict_batch_rows",
-            "Rows in one dynamic batch.",
-            ["model"],
-            buckets=_BATCH_BUCKETS,
-            registry=registry,
+        self.batch_rows = self._histogram(
+            "kiln_predict_batch_rows", "Rows in one dynamic batch.", ["model"]
         )
 
         # labels() takes a lock and builds tuples on every call, a tenth of a tiny request's
         # time; the label sets are few (resolved models x routes x statuses), so keep them.
         self._series: dict[tuple[str, int, str, int], tuple[Counter, Histogram]] = {}
+
+    def _counter(self, name: str, doc: str, labels: list[str]) -> Counter:
+        return Counter(name, doc, labels, registry=self.registry)
+
+    def _histogram(
+        self, name: str, doc: str, labels: list[str], buckets: tuple[float, ...] = _BATCH_BUCKETS
+    ) -> Histogram:
+        return Histogram(name, doc, labels, buckets=buckets, registry=self.registry)
 
     def observe(self, model: str, version: int, route: str, status: int, seconds: float) -> None:
         key = (model, version, route, status)

@@ -7,8 +7,7 @@ them the predictor's wording, which names what exists.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from registry.errors import AliasNotFound, ModelNotFound, VersionNotFound
 
@@ -17,8 +16,7 @@ from registry.errors import AliasNotFound, ModelNotFound, VersionNotFound
 Ref = tuple[str, str | None]
 
 
-@dataclass(frozen=True)
-class ResolvedModel:
+class ResolvedModel(NamedTuple):
     """One registered version: its ONNX graph and the signature training wrote for it."""
 
     name: str

@@ -122,22 +122,20 @@ come back binary when `outputs[].parameters.binary_data` (or the request's
 """
 
 
+_INFER_ROUTE: dict[str, Any] = {
+    "description": _INFER_DOC,
+    "responses": {200: {"model": InferResponse}, **_ERRORS},
+}
+
+
 # Declared first because routes are matched in order and these carry nearly all traffic.
-@router.post(
-    "/v2/models/{name}/infer",
-    summary="Infer with the newest version",
-    description=_INFER_DOC,
-    responses={200: {"model": InferResponse}, **_ERRORS},
-)
+@router.post("/v2/models/{name}/infer", summary="Infer with the newest version", **_INFER_ROUTE)
 async def infer(name: str, request: Request) -> Response:
     return await _infer(request, name, None)
 
 
 @router.post(
-    "/v2/models/{name}/versions/{version}/infer",
-    summary="Infer with one version",
-    description=_INFER_DOC,
-    responses={200: {"model": InferResponse}, **_ERRORS},
+    "/v2/models/{name}/versions/{version}/infer", summary="Infer with one version", **_INFER_ROUTE
 )
 async def infer_version(name: str, version: str, request: Request) -> Response:
     return await _infer(request, name, version)

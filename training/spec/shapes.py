@@ -13,26 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from training.errors import SpecDataMismatch
-from training.spec.layers import (
-    GRU,
-    LSTM,
-    AveragePooling1D,
-    AveragePooling2D,
-    BatchNormalization,
-    Conv1D,
-    Conv2D,
-    Dense,
-    Dropout,
-    Embedding,
-    Flatten,
-    GlobalAveragePooling1D,
-    GlobalAveragePooling2D,
-    Layer,
-    MaxPooling1D,
-    MaxPooling2D,
-    Reshape,
-    SimpleRNN,
-)
+from training.spec import layers as schema
 
 Shape = tuple[int, ...]
 
@@ -54,7 +35,7 @@ _RECURRENT_HINT = (
 )
 
 
-def infer_shapes(layers: list[Layer], input_shape: Shape) -> list[Shape]:
+def infer_shapes(layers: list[schema.Layer], input_shape: Shape) -> list[Shape]:
     """The shape each layer outputs (batch axis excluded), as Keras would compute it."""
     shape = tuple(input_shape)
     shapes: list[Shape] = []
@@ -64,7 +45,7 @@ def infer_shapes(layers: list[Layer], input_shape: Shape) -> list[Shape]:
     return shapes
 
 
-def _expect_rank(i: int, layer: Layer, shape: Shape, rank: int, hint: str = "") -> None:
+def _expect_rank(i: int, layer: schema.Layer, shape: Shape, rank: int, hint: str = "") -> None:
     if len(shape) != rank:
         described = f"{list(shape)}, {_SHAPE_NAMES.get(len(shape), f'rank {len(shape)}')}"
         raise SpecDataMismatch(
@@ -77,7 +58,7 @@ def _pair(v: int | list[int]) -> tuple[int, int]:
     return (v, v) if isinstance(v, int) else (v[0], v[1])
 
 
-def _out_len(i: int, layer: Layer, size: int, k: int, s: int, padding: str) -> int:
+def _out_len(i: int, layer: schema.Layer, size: int, k: int, s: int, padding: str) -> int:
     n = math.ceil(size / s) if padding == "same" else (size - k) // s + 1
     if n < 1:
         raise SpecDataMismatch(
@@ -92,17 +73,17 @@ def _same(_i: int, _layer: Any, shape: Shape) -> Shape:
     return shape
 
 
-def _dense(i: int, layer: Dense, shape: Shape) -> Shape:
+def _dense(i: int, layer: schema.Dense, shape: Shape) -> Shape:
     hint = "Add Flatten or a global pooling layer before it" if len(shape) > 1 else ""
     _expect_rank(i, layer, shape, 1, hint)
     return (layer.units,)
 
 
-def _flatten(_i: int, _layer: Flatten, shape: Shape) -> Shape:
+def _flatten(_i: int, _layer: schema.Flatten, shape: Shape) -> Shape:
     return (math.prod(shape),)
 
 
-def _reshape(i: int, layer: Reshape, shape: Shape) -> Shape:
+def _reshape(i: int, layer: schema.Reshape, shape: Shape) -> Shape:
     target = list(layer.target_shape)
     total = math.prod(shape)
     known = math.prod(d for d in target if d != -1)
@@ -122,30 +103,30 @@ def _reshape(i: int, layer: Reshape, shape: Shape) -> Shape:
     return tuple(target)
 
 
-def _embedding(i: int, layer: Embedding, shape: Shape) -> Shape:
+def _embedding(i: int, layer: schema.Embedding, shape: Shape) -> Shape:
     _expect_rank(i, layer, shape, 1)
     return (shape[0], layer.output_dim)
 
 
-def _conv1d(i: int, layer: Conv1D, shape: Shape) -> Shape:
+def _conv1d(i: int, layer: schema.Conv1D, shape: Shape) -> Shape:
     _expect_rank(i, layer, shape, 2, _SEQUENCE_HINT)
     steps = _out_len(i, layer, shape[0], layer.kernel_size, layer.strides, layer.padding)
     return (steps, layer.filters)
 
 
-def _pool1d(i: int, layer: MaxPooling1D | AveragePooling1D, shape: Shape) -> Shape:
+def _pool1d(i: int, layer: schema.MaxPooling1D | schema.AveragePooling1D, shape: Shape) -> Shape:
     _expect_rank(i, layer, shape, 2, _SEQUENCE_HINT)
     stride = layer.strides or layer.pool_size
     return (_out_len(i, layer, shape[0], layer.pool_size, stride, layer.padding), shape[1])
 
 
-def _global1d(i: int, layer: GlobalAveragePooling1D, shape: Shape) -> Shape:
+def _global1d(i: int, layer: schema.GlobalAveragePooling1D, shape: Shape) -> Shape:
     _expect_rank(i, layer, shape, 2, _SEQUENCE_HINT)
     return (shape[1],)
 
 
 def _spatial(
-    i: int, layer: Layer, shape: Shape, k: tuple[int, int], s: tuple[int, int], padding: str
+    i: int, layer: schema.Layer, shape: Shape, k: tuple[int, int], s: tuple[int, int], padding: str
 ) -> tuple[int, int]:
     return (
         _out_len(i, layer, shape[0], k[0], s[0], padding),
@@ -153,13 +134,13 @@ def _spatial(
     )
 
 
-def _conv2d(i: int, layer: Conv2D, shape: Shape) -> Shape:
+def _conv2d(i: int, layer: schema.Conv2D, shape: Shape) -> Shape:
     _expect_rank(i, layer, shape, 3, _IMAGE_HINT)
     h, w = _spatial(i, layer, shape, _pair(layer.kernel_size), _pair(layer.strides), layer.padding)
     return (h, w, layer.filters)
 
 
-def _pool2d(i: int, layer: MaxPooling2D | AveragePooling2D, shape: Shape) -> Shape:
+def _pool2d(i: int, layer: schema.MaxPooling2D | schema.AveragePooling2D, shape: Shape) -> Shape:
     _expect_rank(i, layer, shape, 3, _IMAGE_HINT)
     k = _pair(layer.pool_size)
     s = _pair(layer.strides) if layer.strides is not None else k
@@ -167,32 +148,32 @@ def _pool2d(i: int, layer: MaxPooling2D | AveragePooling2D, shape: Shape) -> Sha
     return (h, w, shape[2])
 
 
-def _global2d(i: int, layer: GlobalAveragePooling2D, shape: Shape) -> Shape:
+def _global2d(i: int, layer: schema.GlobalAveragePooling2D, shape: Shape) -> Shape:
     _expect_rank(i, layer, shape, 3, _IMAGE_HINT)
     return (shape[2],)
 
 
-def _recurrent(i: int, layer: SimpleRNN | LSTM | GRU, shape: Shape) -> Shape:
+def _recurrent(i: int, layer: schema.SimpleRNN | schema.LSTM | schema.GRU, shape: Shape) -> Shape:
     _expect_rank(i, layer, shape, 2, _RECURRENT_HINT)
     return (shape[0], layer.units) if layer.return_sequences else (layer.units,)
 
 
 _RULES: dict[type, Callable[[int, Any, Shape], Shape]] = {
-    Dense: _dense,
-    Dropout: _same,
-    BatchNormalization: _same,
-    Flatten: _flatten,
-    Reshape: _reshape,
-    Embedding: _embedding,
-    Conv1D: _conv1d,
-    MaxPooling1D: _pool1d,
-    AveragePooling1D: _pool1d,
-    GlobalAveragePooling1D: _global1d,
-    Conv2D: _conv2d,
-    MaxPooling2D: _pool2d,
-    AveragePooling2D: _pool2d,
-    GlobalAveragePooling2D: _global2d,
-    SimpleRNN: _recurrent,
-    LSTM: _recurrent,
-    GRU: _recurrent,
+    schema.Dense: _dense,
+    schema.Dropout: _same,
+    schema.BatchNormalization: _same,
+    schema.Flatten: _flatten,
+    schema.Reshape: _reshape,
+    schema.Embedding: _embedding,
+    schema.Conv1D: _conv1d,
+    schema.MaxPooling1D: _pool1d,
+    schema.AveragePooling1D: _pool1d,
+    schema.GlobalAveragePooling1D: _global1d,
+    schema.Conv2D: _conv2d,
+    schema.MaxPooling2D: _pool2d,
+    schema.AveragePooling2D: _pool2d,
+    schema.GlobalAveragePooling2D: _global2d,
+    schema.SimpleRNN: _recurrent,
+    schema.LSTM: _recurrent,
+    schema.GRU: _recurrent,
 }

@@ -11,25 +11,15 @@ from services.api.schemas import AliasEventRead, AliasRead, AliasRollback, Alias
 from services.api.usecases import registry as usecases
 from services.problems import ERROR_RESPONSES
 
-router = APIRouter(prefix="/models", tags=["models"])
+router = APIRouter(prefix="/models", tags=["models"], responses=ERROR_RESPONSES)
 
 
-@router.get(
-    "/{name}/aliases",
-    response_model=list[AliasRead],
-    summary="List a model's aliases",
-    responses=ERROR_RESPONSES,
-)
+@router.get("/{name}/aliases", summary="List a model's aliases")
 def list_aliases(session: SessionDep, name: str) -> list[AliasRead]:
     return [views.alias_read(a) for a in aliases.list_aliases(session, model_name=name)]
 
 
-@router.get(
-    "/{name}/aliases/history",
-    response_model=list[AliasEventRead],
-    summary="Alias history",
-    responses=ERROR_RESPONSES,
-)
+@router.get("/{name}/aliases/history", summary="Alias history")
 def alias_history(
     session: SessionDep,
     name: str,
@@ -44,22 +34,12 @@ def alias_history(
     ]
 
 
-@router.get(
-    "/{name}/aliases/{alias}",
-    response_model=AliasRead,
-    summary="Get an alias",
-    responses=ERROR_RESPONSES,
-)
+@router.get("/{name}/aliases/{alias}", summary="Get an alias")
 def get_alias(session: SessionDep, name: str, alias: str) -> AliasRead:
     return views.alias_read(aliases.get_alias(session, model_name=name, alias=alias))
 
 
-@router.put(
-    "/{name}/aliases/{alias}",
-    response_model=AliasEventRead,
-    summary="Point an alias at a version",
-    responses=ERROR_RESPONSES,
-)
+@router.put("/{name}/aliases/{alias}", summary="Point an alias at a version")
 def set_alias(
     session: SessionDep, name: str, alias: str, body: AliasSet, actor: ActorHeader = None
 ) -> AliasEventRead:
@@ -71,12 +51,7 @@ def set_alias(
     return AliasEventRead.model_validate(event)
 
 
-@router.delete(
-    "/{name}/aliases/{alias}",
-    response_model=AliasEventRead,
-    summary="Delete an alias",
-    responses=ERROR_RESPONSES,
-)
+@router.delete("/{name}/aliases/{alias}", summary="Delete an alias")
 def delete_alias(
     session: SessionDep,
     name: str,
@@ -88,12 +63,7 @@ def delete_alias(
     return AliasEventRead.model_validate(event)
 
 
-@router.post(
-    "/{name}/aliases/{alias}/rollback",
-    response_model=AliasEventRead,
-    summary="Roll an alias back",
-    responses=ERROR_RESPONSES,
-)
+@router.post("/{name}/aliases/{alias}/rollback", summary="Roll an alias back")
 def rollback_alias(
     session: SessionDep, name: str, alias: str, body: AliasRollback, actor: ActorHeader = None
 ) -> AliasEventRead:

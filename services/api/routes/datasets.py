@@ -13,7 +13,7 @@ from services.api.schemas import BuiltinDatasetRead, DatasetRead, Page
 from services.api.usecases import datasets as usecases
 from services.problems import ERROR_RESPONSES, UPLOAD_RESPONSES
 
-router = APIRouter(prefix="/datasets", tags=["datasets"])
+router = APIRouter(prefix="/datasets", tags=["datasets"], responses=ERROR_RESPONSES)
 
 
 @router.post(
@@ -67,7 +67,7 @@ def upload_dataset(
     return dataset
 
 
-@router.get("", response_model=Page[DatasetRead], summary="List datasets")
+@router.get("", summary="List datasets")
 def list_datasets(session: SessionDep, limit: int = 100, offset: int = 0) -> Page[DatasetRead]:
     rows = datasets.list_datasets(session, limit=limit, offset=offset)
     return Page[DatasetRead](
@@ -75,14 +75,12 @@ def list_datasets(session: SessionDep, limit: int = 100, offset: int = 0) -> Pag
     )
 
 
-@router.get("/builtin", response_model=list[BuiltinDatasetRead], summary="List built-in datasets")
+@router.get("/builtin", summary="List built-in datasets")
 def list_builtin() -> list[BuiltinDatasetRead]:
     """Datasets that ship inside scikit-learn. Use them in a job as `sklearn:<name>`."""
     return [BuiltinDatasetRead(name=n, description=d) for n, d in builtin.DATASETS.items()]
 
 
-@router.get(
-    "/{dataset_id}", response_model=DatasetRead, summary="Get a dataset", responses=ERROR_RESPONSES
-)
+@router.get("/{dataset_id}", response_model=DatasetRead, summary="Get a dataset")
 def get_dataset(session: SessionDep, dataset_id: str) -> Dataset:
     return datasets.get_dataset(session, dataset_id=dataset_id)

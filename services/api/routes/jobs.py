@@ -10,16 +10,10 @@ from services.api.schemas import JobAccepted, JobCreate, JobHistoryRead, JobRead
 from services.api.usecases import jobs as usecases
 from services.problems import ERROR_RESPONSES
 
-router = APIRouter(prefix="/jobs", tags=["jobs"])
+router = APIRouter(prefix="/jobs", tags=["jobs"], responses=ERROR_RESPONSES)
 
 
-@router.post(
-    "",
-    response_model=JobAccepted,
-    status_code=status.HTTP_202_ACCEPTED,
-    summary="Submit a training job",
-    responses=ERROR_RESPONSES,
-)
+@router.post("", status_code=status.HTTP_202_ACCEPTED, summary="Submit a training job")
 def submit_job(
     request: Request,
     response: Response,
@@ -40,7 +34,7 @@ def submit_job(
     return views.job_accepted(request, job)
 
 
-@router.get("/{job_id}", response_model=JobRead, summary="Get a job", responses=ERROR_RESPONSES)
+@router.get("/{job_id}", summary="Get a job")
 def get_job(request: Request, session: SessionDep, job_id: str) -> JobRead:
     """State (queued, running, succeeded, failed, cancelled), fold and epoch progress,
     per-fold metrics as folds finish, every state change with its time, and on failure
@@ -48,12 +42,7 @@ def get_job(request: Request, session: SessionDep, job_id: str) -> JobRead:
     return views.job_read(request, registry_views.job(session, job_id=job_id))
 
 
-@router.get(
-    "/{job_id}/history",
-    response_model=JobHistoryRead,
-    summary="Per-epoch training curves",
-    responses=ERROR_RESPONSES,
-)
+@router.get("/{job_id}/history", summary="Per-epoch training curves")
 def get_job_history(session: SessionDep, job_id: str) -> JobHistoryRead:
     """Loss and metrics after every epoch (training, and validation where the fit has
     validation rows) for each fold and for the final refit, while the job runs and after.
@@ -62,7 +51,7 @@ def get_job_history(session: SessionDep, job_id: str) -> JobHistoryRead:
     return views.job_history(registry_views.job(session, job_id=job_id))
 
 
-@router.get("", response_model=Page[JobRead], summary="List jobs")
+@router.get("", summary="List jobs")
 def list_jobs(
     request: Request,
     session: SessionDep,
@@ -76,12 +65,7 @@ def list_jobs(
     )
 
 
-@router.post(
-    "/{job_id}/cancel",
-    response_model=JobRead,
-    summary="Cancel a job",
-    responses=ERROR_RESPONSES,
-)
+@router.post("/{job_id}/cancel", summary="Cancel a job")
 def cancel_job(request: Request, session: SessionDep, job_id: str) -> JobRead:
     """Cancel a queued or running job. A running job stops at its next batch (within a
     few seconds); folds it finished stay recorded."""

@@ -13,56 +13,39 @@ from services.api.schemas import CompareRead, DescriptionUpdate, ModelRead, Page
 from services.api.usecases import registry as usecases
 from services.problems import ERROR_RESPONSES
 
-router = APIRouter(prefix="/models", tags=["models"])
+router = APIRouter(prefix="/models", tags=["models"], responses=ERROR_RESPONSES)
 
 
-@router.get("", response_model=Page[ModelRead], summary="List models")
+@router.get("", summary="List models")
 def list_models(session: SessionDep, limit: int = 100, offset: int = 0) -> Page[ModelRead]:
     rows = registry_views.models(session, limit=limit, offset=offset)
     return Page[ModelRead](items=[views.model_read(m) for m in rows], limit=limit, offset=offset)
 
 
-@router.get("/{name}", response_model=ModelRead, summary="Get a model", responses=ERROR_RESPONSES)
+@router.get("/{name}", summary="Get a model")
 def get_model(session: SessionDep, name: str) -> ModelRead:
     return views.model_read(registry_views.model(session, name=name))
 
 
-@router.patch(
-    "/{name}", response_model=ModelRead, summary="Describe a model", responses=ERROR_RESPONSES
-)
+@router.patch("/{name}", summary="Describe a model", responses=ERROR_RESPONSES)
 def update_model(session: SessionDep, name: str, body: DescriptionUpdate) -> ModelRead:
     """Set or change the model's description; `null` removes it."""
     usecases.describe_model(session, name=name, description=body.description)
     return views.model_read(registry_views.model(session, name=name))
 
 
-@router.put(
-    "/{name}/tags/{key}",
-    response_model=dict[str, str],
-    summary="Set a model tag",
-    responses=ERROR_RESPONSES,
-)
+@router.put("/{name}/tags/{key}", summary="Set a model tag")
 def set_model_tag(session: SessionDep, name: str, key: str, body: TagSet) -> dict[str, str]:
     """Set (or change) one tag; answers with all of the model's tags."""
     return usecases.tag(session, name=name, key=key, value=body.value)
 
 
-@router.delete(
-    "/{name}/tags/{key}",
-    response_model=dict[str, str],
-    summary="Remove a model tag",
-    responses=ERROR_RESPONSES,
-)
+@router.delete("/{name}/tags/{key}", summary="Remove a model tag")
 def delete_model_tag(session: SessionDep, name: str, key: str) -> dict[str, str]:
     return usecases.tag(session, name=name, key=key, value=None)
 
 
-@router.get(
-    "/{name}/compare",
-    response_model=CompareRead,
-    summary="Compare versions",
-    responses=ERROR_RESPONSES,
-)
+@router.get("/{name}/compare", summary="Compare versions")
 def compare_versions(
     session: SessionDep,
     name: str,

@@ -20,7 +20,7 @@ from services.api.usecases import jobs as job_usecases
 from services.api.usecases import registry as usecases
 from services.problems import ERROR_RESPONSES
 
-router = APIRouter(prefix="/models", tags=["models"])
+router = APIRouter(prefix="/models", tags=["models"], responses=ERROR_RESPONSES)
 
 
 def _parse_tags(tags: list[str]) -> list[tuple[str, str | None]]:
@@ -31,12 +31,7 @@ def _parse_tags(tags: list[str]) -> list[tuple[str, str | None]]:
     return out
 
 
-@router.get(
-    "/{name}/versions",
-    response_model=list[ModelVersionRead],
-    summary="List a model's versions",
-    responses=ERROR_RESPONSES,
-)
+@router.get("/{name}/versions", summary="List a model's versions")
 def list_versions(
     request: Request,
     session: SessionDep,
@@ -71,12 +66,7 @@ def list_versions(
     return [views.version_read(request, mv) for mv in found]
 
 
-@router.get(
-    "/{name}/versions/{version}",
-    response_model=ModelVersionRead,
-    summary="Get a model version",
-    responses=ERROR_RESPONSES,
-)
+@router.get("/{name}/versions/{version}", summary="Get a model version")
 def get_version(request: Request, session: SessionDep, name: str, version: int) -> ModelVersionRead:
     """Everything about one version: the spec, the dataset's hash, each fold's metrics and
     their mean and standard deviation, the Keras-vs-ONNX parity result, the input
@@ -90,12 +80,7 @@ def _read(request: Request, session: SessionDep, name: str, version: int) -> Mod
     )
 
 
-@router.patch(
-    "/{name}/versions/{version}",
-    response_model=ModelVersionRead,
-    summary="Describe a version",
-    responses=ERROR_RESPONSES,
-)
+@router.patch("/{name}/versions/{version}", summary="Describe a version")
 def update_version(
     request: Request, session: SessionDep, name: str, version: int, body: DescriptionUpdate
 ) -> ModelVersionRead:
@@ -103,34 +88,19 @@ def update_version(
     return _read(request, session, name, version)
 
 
-@router.put(
-    "/{name}/versions/{version}/tags/{key}",
-    response_model=dict[str, str],
-    summary="Set a version tag",
-    responses=ERROR_RESPONSES,
-)
+@router.put("/{name}/versions/{version}/tags/{key}", summary="Set a version tag")
 def set_version_tag(
     session: SessionDep, name: str, version: int, key: str, body: TagSet
 ) -> dict[str, str]:
     return usecases.tag(session, name=name, version=version, key=key, value=body.value)
 
 
-@router.delete(
-    "/{name}/versions/{version}/tags/{key}",
-    response_model=dict[str, str],
-    summary="Remove a version tag",
-    responses=ERROR_RESPONSES,
-)
+@router.delete("/{name}/versions/{version}/tags/{key}", summary="Remove a version tag")
 def delete_version_tag(session: SessionDep, name: str, version: int, key: str) -> dict[str, str]:
     return usecases.tag(session, name=name, version=version, key=key, value=None)
 
 
-@router.post(
-    "/{name}/versions/{version}/archive",
-    response_model=ModelVersionRead,
-    summary="Archive a version",
-    responses=ERROR_RESPONSES,
-)
+@router.post("/{name}/versions/{version}/archive", summary="Archive a version")
 def archive_version(
     request: Request, session: SessionDep, name: str, version: int
 ) -> ModelVersionRead:
@@ -140,12 +110,7 @@ def archive_version(
     return _read(request, session, name, version)
 
 
-@router.post(
-    "/{name}/versions/{version}/unarchive",
-    response_model=ModelVersionRead,
-    summary="Unarchive a version",
-    responses=ERROR_RESPONSES,
-)
+@router.post("/{name}/versions/{version}/unarchive", summary="Unarchive a version")
 def unarchive_version(
     request: Request, session: SessionDep, name: str, version: int
 ) -> ModelVersionRead:
@@ -158,7 +123,6 @@ def unarchive_version(
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
     summary="Delete a version",
-    responses=ERROR_RESPONSES,
 )
 def delete_version(session: SessionDep, name: str, version: int) -> Response:
     """Delete a version that no alias points at (409 otherwise). Its ONNX and Keras files
@@ -169,12 +133,7 @@ def delete_version(session: SessionDep, name: str, version: int) -> Response:
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.get(
-    "/{name}/versions/{version}/lineage",
-    response_model=LineageRead,
-    summary="Where a version came from",
-    responses=ERROR_RESPONSES,
-)
+@router.get("/{name}/versions/{version}/lineage", summary="Where a version came from")
 def get_lineage(session: SessionDep, name: str, version: int) -> LineageRead:
     """The job that trained it, the exact spec and seed, the dataset (id, sha256, shape),
     the versions of Kiln and of every library in the training path, the device, and the
@@ -184,10 +143,8 @@ def get_lineage(session: SessionDep, name: str, version: int) -> LineageRead:
 
 @router.post(
     "/{name}/versions/{version}/retrain",
-    response_model=JobAccepted,
     status_code=status.HTTP_202_ACCEPTED,
     summary="Retrain a version",
-    responses=ERROR_RESPONSES,
 )
 def retrain_version(
     request: Request,

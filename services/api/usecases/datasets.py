@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 from sqlalchemy.orm import Session
 
-from core.errors import UnsupportedMediaType
 from core.vocabulary import DataKind
 from registry import datasets, orphans
 from registry.artifacts import ArtifactStore, sha256_hex
 from registry.models import Dataset
 from services.api import builtin
-from services.api.errors import UploadTooLarge
+from services.api.errors import UnsupportedUpload, UploadTooLarge
 from training.errors import TargetMissing
 from training.inspect import IMAGE_TARGET, inspect
 
@@ -48,7 +49,7 @@ def upload(
     ctype = (content_type or "").split(";")[0].strip()
     if ctype and ctype not in (NPZ_TYPES if kind == DataKind.IMAGE else CSV_TYPES):
         expected = "application/octet-stream (an NPZ)" if kind == DataKind.IMAGE else "text/csv"
-        raise UnsupportedMediaType(f"the file was sent as {content_type!r}; expected {expected}")
+        raise UnsupportedUpload(f"the file was sent as {content_type!r}; expected {expected}")
     if len(data) > max_bytes:
         raise UploadTooLarge(f"the upload is larger than the {max_bytes}-byte limit")
     if kind == DataKind.TABLE and not target:
@@ -85,20 +86,11 @@ def store_dataset(
     if existing is not None:
         return existing, False
     summary = inspect(data, kind=kind, target=target)
-    dataset = datasets.create_dataset(
-        session,
-        name=name,
-        source=source,
-        sha256=orphans.put_referenced(session, store, data),
-        size_bytes=len(data),
-        target=target,
-        n_rows=summary.n_rows,
-        columns=summary.columns,
-        class_counts=summary.class_counts,
-        kind=summary.kind,
-        shape=summary.shape,
-    )
-    return dataset, True
+    sha256 = orphans.put_referenced(session, store, data)
+    row = Dataset(name=name, source=source, sha256=sha256, size_bytes=len(data), target=target)
+    for field, value in asdict(summary).items():  # kind, n_rows, columns, class_counts, shape
+        setattr(row, field, value)
+    return datasets.add_dataset(session, row), True
 
 
 def resolve(session: Session, store: ArtifactStore, ref: str) -> Dataset:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlalchemy.orm import Session
 
 from registry import jobs, versions
@@ -22,14 +20,10 @@ def submit(
     """Queue a training job of the spec on the dataset, refused (422) when the spec cannot
     train on it."""
     dataset = datasets.resolve(session, store, body.dataset)
-    return _queue(
-        session,
-        dispatcher,
-        model_name=body.model_name,
-        dataset=dataset,
-        spec=body.spec,
-        stored_spec=body.spec.model_dump(mode="json"),
+    job = TrainingJob(
+        model_name=body.model_name, dataset_id=dataset.id, spec=body.spec.model_dump(mode="json")
     )
+    return _queue(session, dispatcher, dataset, body.spec, job)
 
 
 def retrain(
@@ -45,16 +39,14 @@ def retrain(
     model or another; the new version records where it came from."""
     source = versions.get_version(session, model_name=model_name, version=version)
     dataset = datasets.resolve(session, store, body.dataset) if body.dataset else source.dataset
-    return _queue(
-        session,
-        dispatcher,
+    job = TrainingJob(
         model_name=body.model_name or model_name,
-        dataset=dataset,
-        spec=ModelSpec.model_validate(source.spec),
+        dataset_id=dataset.id,
         # The version's exact stored spec, not a re-dump that would add newer defaults.
-        stored_spec=dict(source.spec),
+        spec=dict(source.spec),
         retrained_from_id=source.id,
     )
+    return _queue(session, dispatcher, dataset, ModelSpec.model_validate(source.spec), job)
 
 
 def cancel(session: Session, *, job_id: str) -> TrainingJob:
@@ -70,15 +62,9 @@ def cancel(session: Session, *, job_id: str) -> TrainingJob:
 
 
 def _queue(
-    session: Session,
-    dispatcher: Dispatcher,
-    *,
-    model_name: str,
-    dataset: Dataset,
-    spec: ModelSpec,
-    stored_spec: dict[str, Any],
-    retrained_from_id: int | None = None,
+    session: Session, dispatcher: Dispatcher, dataset: Dataset, spec: ModelSpec, job: TrainingJob
 ) -> TrainingJob:
+    """Queue ``job`` (a new row, not stored yet) once ``spec`` fits its dataset."""
     check_against_data(
         spec,
         DataInfo.of_dataset(
@@ -90,13 +76,7 @@ def _queue(
             class_counts=dataset.class_counts,
         ),
     )
-    job = jobs.create_job(
-        session,
-        model_name=model_name,
-        dataset_id=dataset.id,
-        spec=stored_spec,
-        retrained_from_id=retrained_from_id,
-    )
+    jobs.add_job(session, job)
     # Recorded as sent in the same commit as the row, then sent: one transaction on the
     # way. A worker never sees an id that is not in the registry. A broker that refuses
     # the message leaves the job to the sweeper, which sends it ~30 s later; so does a

@@ -6,11 +6,20 @@ move `production`, whether a candidate beats the version it replaces) belong.
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 from sqlalchemy.orm import Session
 
 from registry import aliases, tags, versions
 from registry.models import AliasEvent, ModelVersion, RegisteredModel
 from services.api.schemas import AliasRollback, AliasSet
+
+T = TypeVar("T")
+
+
+def _committed(session: Session, result: T) -> T:
+    session.commit()
+    return result
 
 
 def describe_model(session: Session, *, name: str, description: str | None) -> RegisteredModel:
@@ -53,34 +62,34 @@ def tag(
 def set_alias(
     session: Session, *, name: str, alias: str, body: AliasSet, actor: str | None
 ) -> AliasEvent:
-    event = aliases.set_alias(
-        session, model_name=name, alias=alias, version=body.version, actor=actor, reason=body.reason
+    version, reason = body.version, body.reason
+    return _committed(
+        session,
+        aliases.set_alias(
+            session, model_name=name, alias=alias, version=version, actor=actor, reason=reason
+        ),
     )
-    session.commit()
-    return event
 
 
 def delete_alias(
     session: Session, *, name: str, alias: str, actor: str | None, reason: str | None
 ) -> AliasEvent:
-    event = aliases.delete_alias(session, model_name=name, alias=alias, actor=actor, reason=reason)
-    session.commit()
-    return event
+    return _committed(
+        session,
+        aliases.delete_alias(session, model_name=name, alias=alias, actor=actor, reason=reason),
+    )
 
 
 def rollback_alias(
     session: Session, *, name: str, alias: str, body: AliasRollback, actor: str | None
 ) -> AliasEvent:
-    event = aliases.rollback(
+    to = None if body.to == "previous" else body.to
+    return _committed(
         session,
-        model_name=name,
-        alias=alias,
-        to=None if body.to == "previous" else body.to,
-        actor=actor,
-        reason=body.reason,
+        aliases.rollback(
+            session, model_name=name, alias=alias, to=to, actor=actor, reason=body.reason
+        ),
     )
-    session.commit()
-    return event
 
 
 def archive(session: Session, *, name: str, version: int, archived: bool) -> ModelVersion:

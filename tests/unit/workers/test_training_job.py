@@ -19,11 +19,11 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import sessionmaker
 
-from registry import datasets, jobs, versions
+from registry import jobs, versions
 from registry.artifacts import LocalArtifactStore
 from registry.db import make_engine, make_sessionmaker
 from services.settings import ApiSettings
-from tests.factories import mlp
+from tests.factories import make_dataset, make_job, mlp
 from workers.training_job import run_training_job
 
 SPEC = mlp(8, epochs=30, batch_size=16, k_folds=2, seed=1, test_split=0.2)
@@ -123,10 +123,9 @@ def _run(
     store = LocalArtifactStore(tmp_path / "artifacts")
     sha = store.put(data)
     with sm() as session:
-        ds = datasets.create_dataset(
+        ds = make_dataset(
             session,
             name=f"{kind}.bin",
-            source="upload",
             sha256=sha,
             size_bytes=len(data),
             target=target,
@@ -136,9 +135,7 @@ def _run(
             kind=kind,
             shape=shape,
         )
-        job = jobs.create_job(
-            session, model_name=f"worker-{kind}-{sha[:6]}", dataset_id=ds.id, spec=spec
-        )
+        job = make_job(session, model_name=f"worker-{kind}-{sha[:6]}", dataset_id=ds.id, spec=spec)
         session.commit()
         job_id, model_name = job.id, job.model_name
     outcome = run_training_job(job_id, sm=sm, store=store, heartbeat_interval_s=1.0)

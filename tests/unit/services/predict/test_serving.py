@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 from fastapi.testclient import TestClient
 
-from core.errors import Forbidden
+from core.errors import ErrorKind, KilnError
 from services.predict.app import create_app
 from services.predict.serving import RequestHead
 from services.predict.source import Ref
@@ -26,6 +26,13 @@ from tests.unit.services.predict.models import (
     outputs_of,
     rows_payload,
 )
+
+
+class NoKey(KilnError):
+    """What an authentication hook raises (the next issue's): no key, or a wrong one."""
+
+    kind = ErrorKind.FORBIDDEN
+    code = "no_key"
 
 
 def test_request_over_the_limit_is_413(tmp_path: Path, source: MemorySource) -> None:
@@ -73,7 +80,7 @@ def test_a_hook_refuses_requests_on_the_infer_fast_path_and_the_fastapi_routes(
     def require_key(head: RequestHead) -> None:
         seen.append(head)
         if head.header(b"x-test-key") != b"ok":
-            raise Forbidden("no key")
+            raise NoKey("no key")
 
     app = create_app(make_settings(tmp_path), source=source, hooks=[require_key])
     calls: list[tuple[str, str, dict[str, Any] | None]] = [
@@ -81,7 +88,7 @@ def test_a_hook_refuses_requests_on_the_infer_fast_path_and_the_fastapi_routes(
         ("GET", "/v2/models/cancer", None),  # FastAPI routes
         ("POST", "/predict/cancer", rows_payload(ROWS)),
     ]
-    assert STATUS[Forbidden.kind] == 403
+    assert STATUS[NoKey.kind] == 403
     with TestClient(app) as c:
         for method, path, body in calls:
             for headers in ({}, {"x-test-key": "wrong"}):
