@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -30,24 +29,24 @@ _INFER_VERSION_ROUTE = "/v2/models/{name}/versions/{version}/infer"
 _HEADER_LENGTH = infer.HEADER_LENGTH.encode()
 
 
-@dataclass(frozen=True, slots=True)
 class RequestHead:
     """What a hook may look at: the method, the path and the headers (lower-case names,
-    as ASGI gives them), and the declared body length when there is one."""
+    as ASGI gives them), and the declared body length when there is one.
 
-    method: str
-    path: str
-    headers: list[tuple[bytes, bytes]]
-    content_length: int | None
+    A plain class with slots: built for every request, it must cost next to nothing (a
+    frozen dataclass took 0.9 µs, a fiftieth of a one-row infer)."""
 
-    @classmethod
-    def of(cls, scope: Scope) -> RequestHead:
-        length: int | None = None
-        for key, value in scope["headers"]:
+    __slots__ = ("content_length", "headers", "method", "path")
+
+    def __init__(self, scope: Scope) -> None:
+        self.method: str = scope["method"]
+        self.path: str = scope["path"]
+        self.headers: list[tuple[bytes, bytes]] = scope["headers"]
+        self.content_length: int | None = None
+        for key, value in self.headers:
             if key == b"content-length":
-                length = int(value) if value.isdigit() else None
+                self.content_length = int(value) if value.isdigit() else None
                 break
-        return cls(scope["method"], scope["path"], scope["headers"], length)
 
     def header(self, name: bytes) -> bytes | None:
         for key, value in self.headers:
@@ -98,7 +97,7 @@ class ServingMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        head = RequestHead.of(scope)
+        head = RequestHead(scope)
         parts = self._infer_target(head)
         route = _INFER_ROUTE if parts and len(parts) == 1 else _INFER_VERSION_ROUTE
         try:
