@@ -162,7 +162,11 @@ async def _error(_request: Request, exc: Exception) -> Response:
 
 async def _http_error(_request: Request, exc: Exception) -> Response:
     error = cast(StarletteHTTPException, exc)
-    response = responses.json_response({"error": str(error.detail)}, error.status_code)
+    response = Response(
+        responses.error_body(str(error.detail)),
+        status_code=error.status_code,
+        media_type="application/json",
+    )
     if error.headers:
         response.headers.update(error.headers)
     return response

@@ -21,10 +21,15 @@ def error(exc: BaseException) -> tuple[int, bytes]:
     """The status and body for what a request raised. Anything but a domain error is the
     server's fault, answered without details."""
     if isinstance(exc, KilnError):
-        return status_of(exc), orjson.dumps({"error": exc.message})
-    return 500, orjson.dumps({"error": "internal server error"})
+        return status_of(exc), error_body(exc.message)
+    return 500, error_body("internal server error")
 
 
-def error_response(exc: BaseException) -> Response:
-    status, body = error(exc)
-    return Response(body, status_code=status, media_type="application/json")
+def error_body(message: str) -> bytes:
+    return orjson.dumps({"error": message})
+
+
+def error_response(exc: BaseException, status: int | None = None) -> Response:
+    """The error answer for ``exc``, with another status than its kind's if given."""
+    code, body = error(exc)
+    return Response(body, status_code=status or code, media_type="application/json")

@@ -17,7 +17,7 @@ from core.errors import ErrorKind, KilnError
 from services.predict import infer as core
 from services.predict.cache import ModelCache
 from services.predict.model import OnnxModel
-from services.predict.responses import json_response
+from services.predict.responses import error_response, json_response
 
 PLATFORM = "onnxruntime_onnx"
 EXTENSIONS = ["binary_tensor_data"]
@@ -233,7 +233,7 @@ async def _model_ready(request: Request, name: str, version: str | None) -> Resp
     except KilnError as exc:
         if exc.kind in (ErrorKind.INTERNAL, ErrorKind.UNAVAILABLE):
             # Known but not servable here: not ready, which a readiness probe reads as 503.
-            return json_response({"error": exc.message}, 503)
+            return error_response(exc, 503)
         raise
     return json_response({"name": model.name, "version": str(model.version), "ready": True})
 
