@@ -90,8 +90,10 @@ class JobRun:
 
     def succeed(self, write: Callable[[Session], T], *, progress: dict[str, object]) -> T | None:
         """Write the job's results with ``write`` and mark it succeeded, in one transaction;
-        None (and nothing written) when the job stopped being this run's meanwhile."""
-        with self._writing, self._sm() as session:
+        None (and nothing written) when the job stopped being this run's meanwhile. The
+        heartbeat goes on meanwhile: storing a large artifact must not look like a dead
+        worker."""
+        with self._sm() as session:
             value = write(session)
             if not jobs.finish_job(
                 session, job_id=self.job.id, state=JobState.SUCCEEDED, progress=progress
@@ -102,7 +104,7 @@ class JobRun:
             return value
 
     def fail(self, reason: str) -> None:
-        with self._writing, self._sm() as session:
+        with self._sm() as session:
             jobs.finish_job(session, job_id=self.job.id, state=JobState.FAILED, reason=reason)
             session.commit()
 
