@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from core.vocabulary import DataKind
 from services.cli import http
 from services.cli.http import DEFAULT_API, ApiUrl, console
 
@@ -25,7 +26,7 @@ def upload(
     """Upload a CSV table, or an NPZ of images (np.savez(f, x=images, y=labels))."""
     is_npz = path.suffix.lower() == ".npz"
     ctype = "application/octet-stream" if is_npz else "text/csv"
-    form = {"kind": "image"} if is_npz else {"kind": "table", "target": target or ""}
+    form = {"kind": DataKind.IMAGE} if is_npz else {"kind": DataKind.TABLE, "target": target or ""}
     with http.client(api_url) as c, path.open("rb") as f:
         http.print_json(
             http.check(c.post("/datasets", files={"file": (path.name, f, ctype)}, data=form))

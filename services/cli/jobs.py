@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from core.vocabulary import JobState
 from services.cli import http
 from services.cli.http import DEFAULT_API, ApiUrl, console, err
 
@@ -57,10 +58,10 @@ def show(
                 else ""
             )
             console.print(f"{job['state']:<10} {where}")
-            if not wait or job["state"] in ("succeeded", "failed", "cancelled"):
+            if not wait or JobState(job["state"]).terminal:
                 break
             time.sleep(2)
-    if job["state"] == "failed":
+    if job["state"] == JobState.FAILED:
         err.print(f"[red]failed:[/red] {job['reason']}")
         raise typer.Exit(1)
     if job.get("model_version"):

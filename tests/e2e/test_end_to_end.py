@@ -17,24 +17,20 @@ import pytest
 from sklearn.datasets import load_breast_cancer
 
 from tests.e2e.conftest import Stack, children_of, cmdline, maps_tensorflow
+from tests.factories import mlp
 
 pytestmark = pytest.mark.e2e
 
-SPEC: dict[str, Any] = {
-    "task": "binary",
-    "layers": [
-        {"type": "Dense", "units": 16, "activation": "relu"},
-        {"type": "Dropout", "rate": 0.1},
-        {"type": "Dense", "units": 8, "activation": "relu"},
-        {"type": "Dense", "units": 1, "activation": "sigmoid"},
-    ],
-    "optimizer": {"name": "adam", "learning_rate": 0.005},
-    "loss": "binary_crossentropy",
-    "epochs": 25,
-    "batch_size": 32,
-    "k_folds": 3,
-    "seed": 7,
-}
+SPEC = mlp(
+    16,
+    0.1,
+    8,
+    optimizer={"name": "adam", "learning_rate": 0.005},
+    epochs=25,
+    batch_size=32,
+    k_folds=3,
+    seed=7,
+)
 TERMINAL = ("succeeded", "failed", "cancelled")
 
 

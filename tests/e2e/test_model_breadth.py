@@ -14,24 +14,11 @@ from sklearn.datasets import load_digits
 
 from tests.e2e.conftest import Stack
 from tests.e2e.test_end_to_end import keras_probabilities, wait_for
+from tests.factories import cnn
 
 pytestmark = pytest.mark.e2e
 
-CNN: dict[str, Any] = {
-    "task": "multiclass",
-    "loss": "sparse_categorical_crossentropy",
-    "layers": [
-        {"type": "Conv2D", "filters": 8, "kernel_size": 3, "activation": "relu"},
-        {"type": "MaxPooling2D", "pool_size": 2},
-        {"type": "Flatten"},
-        {"type": "Dense", "units": 10, "activation": "softmax"},
-    ],
-    "optimizer": {"name": "adam", "learning_rate": 0.01},
-    "epochs": 4,
-    "batch_size": 32,
-    "k_folds": 2,
-    "seed": 3,
-}
+CNN = cnn(epochs=4, batch_size=32, k_folds=2, seed=3)
 
 
 @pytest.fixture(scope="module")

@@ -27,24 +27,13 @@ from sklearn.datasets import load_breast_cancer
 
 from tests.conftest import create_pg_database, drop_pg_database, pg_url, require_server
 from tests.e2e.conftest import REDIS_URL, Stack, children_of, cmdline, free_port, wait_ready
+from tests.factories import mlp
 from tests.s3server import CREDS, REGION, moto_s3_server, s3_client
 from training.spec import ModelSpec
 
 pytestmark = pytest.mark.e2e
 
-SPEC: dict[str, Any] = {
-    "task": "binary",
-    "layers": [
-        {"type": "Dense", "units": 8, "activation": "relu"},
-        {"type": "Dense", "units": 1, "activation": "sigmoid"},
-    ],
-    "optimizer": {"name": "adam", "learning_rate": 0.01},
-    "loss": "binary_crossentropy",
-    "epochs": 6,
-    "batch_size": 32,
-    "k_folds": 3,
-    "seed": 11,
-}
+SPEC = mlp(8, epochs=6, batch_size=32, k_folds=3, seed=11)
 BUCKET = "kiln-e2e"
 PREFIX = "artifacts/"
 

@@ -18,14 +18,14 @@ T = TypeVar("T")
 
 
 def _committed(session: Session, result: T) -> T:
+    """Commit what the registry call before it changed; give back what it returned."""
     session.commit()
     return result
 
 
 def describe_model(session: Session, *, name: str, description: str | None) -> RegisteredModel:
     model = versions.set_model_description(session, model_name=name, description=description)
-    session.commit()
-    return model
+    return _committed(session, model)
 
 
 def describe_version(
@@ -34,8 +34,7 @@ def describe_version(
     mv = versions.set_version_description(
         session, model_name=name, version=version, description=description
     )
-    session.commit()
-    return mv
+    return _committed(session, mv)
 
 
 def tag(
@@ -55,8 +54,7 @@ def tag(
         result = tags.set_version_tag(
             session, model_name=name, version=version, key=key, value=value
         )
-    session.commit()
-    return result
+    return _committed(session, result)
 
 
 def set_alias(
@@ -94,12 +92,10 @@ def rollback_alias(
 
 def archive(session: Session, *, name: str, version: int, archived: bool) -> ModelVersion:
     mv = versions.archive_version(session, model_name=name, version=version, archived=archived)
-    session.commit()
-    return mv
+    return _committed(session, mv)
 
 
 def delete_version(session: Session, *, name: str, version: int) -> None:
     """Delete the version; the files nothing else uses are removed by the sweeper later
     (registry.orphans), never under a worker that stores the same bytes."""
-    versions.delete_version(session, model_name=name, version=version)
-    session.commit()
+    _committed(session, versions.delete_version(session, model_name=name, version=version))
