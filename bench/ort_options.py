@@ -6,7 +6,7 @@
 Times `session.run` in-process (no HTTP) for the 8-12-8-1 MLP and the digits CNN at 1
 and 256 rows, pinned to one core like a predictor process, for intra-op threads 1 vs
 ORT's default pool and for each graph optimisation level. The predictor's choice
-(services/predict/runtime.py: session_options) is the first row.
+(services/predict/model.py: session_options) is the first row.
 
 The default pool is not held to the pinned core: ORT sets its pool threads' affinity
 itself, one per physical core (seen here: the pool thread ran on CPU 1 while the process
