@@ -50,7 +50,8 @@ def _csv(name: str) -> bytes:
         "digits": skd.load_digits,
         "diabetes": skd.load_diabetes,
     }[name]
-    return bytes(loader(as_frame=True).frame.to_csv(index=False).encode())
+    csv: str = loader(as_frame=True).frame.to_csv(index=False)
+    return csv.encode()
 
 
 def _digits_npz() -> bytes:

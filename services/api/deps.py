@@ -14,7 +14,7 @@ from services.settings import ApiSettings
 
 
 def get_session(request: Request) -> Iterator[Session]:
-    # Opens, rolls back on error, closes. Routes commit explicitly before they answer.
+    # Opens, rolls back on error, closes. The use cases commit (services/api/usecases).
     with request.app.state.sessionmaker() as session:
         try:
             yield session
