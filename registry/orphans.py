@@ -32,9 +32,12 @@ from registry.db import utcnow
 from registry.models import Dataset, ModelVersion, OrphanArtifact
 
 
-def put_referenced(session: Session, store: ArtifactStore, data: bytes) -> str:
-    """Store ``data`` for a row this transaction is about to write; return its sha256."""
-    digest = sha256_hex(data)
+def put_referenced(
+    session: Session, store: ArtifactStore, data: bytes, *, sha256: str | None = None
+) -> str:
+    """Store ``data`` for a row this transaction is about to write; return its sha256
+    (``sha256``: the caller hashed it already)."""
+    digest = sha256 or sha256_hex(data)
     session.execute(delete(OrphanArtifact).where(OrphanArtifact.sha256 == digest))
     store.put(data)
     return digest

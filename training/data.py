@@ -49,7 +49,8 @@ class Table:
             item_shape=tuple(int(d) for d in self.X.shape[1:]),
             class_counts=counts,
             n_columns=int(self.X.shape[-1]) + (0 if self.kind == DataKind.SEQUENCE else 1),
-            integer_features=bool(np.all(np.mod(self.X, 1) == 0)),
+            # Only an Embedding over a table asks; no need to scan images.
+            integer_features=self.kind == DataKind.TABLE and bool(np.all(np.mod(self.X, 1) == 0)),
         )
 
 

@@ -82,14 +82,20 @@ def store_dataset(
     the worker makes (training.inspect). Does not commit."""
     if kind == DataKind.IMAGE:
         target = IMAGE_TARGET
-    existing = datasets.find_dataset(session, sha256=sha256_hex(data), target=target)
+    sha256 = sha256_hex(data)
+    existing = datasets.find_dataset(session, sha256=sha256, target=target)
     if existing is not None:
         return existing, False
-    summary = inspect(data, kind=kind, target=target)
-    sha256 = orphans.put_referenced(session, store, data)
-    row = Dataset(name=name, source=source, sha256=sha256, size_bytes=len(data), target=target)
-    for field, value in asdict(summary).items():  # kind, n_rows, columns, class_counts, shape
-        setattr(row, field, value)
+    summary = inspect(data, kind=kind, target=target)  # kind, n_rows, columns, counts, shape
+    orphans.put_referenced(session, store, data, sha256=sha256)
+    row = Dataset(
+        name=name,
+        source=source,
+        sha256=sha256,
+        size_bytes=len(data),
+        target=target,
+        **asdict(summary),
+    )
     return datasets.add_dataset(session, row), True
 
 

@@ -57,7 +57,6 @@ def cancel(session: Session, *, job_id: str) -> TrainingJob:
             f"job {job_id} is {job.state}; only queued or running jobs can be cancelled"
         )
     session.commit()
-    session.refresh(job)
     return job
 
 
