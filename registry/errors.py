@@ -66,11 +66,6 @@ class VersionInUse(KilnError):
     code = "version_in_use"
 
 
-class VersionNumberContention(KilnError):
-    kind = ErrorKind.CONFLICT
-    code = "version_number_contention"
-
-
 class AliasContention(KilnError):
     kind = ErrorKind.CONFLICT
     code = "alias_contention"

@@ -62,6 +62,9 @@ class RegisteredModel(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
     description: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # The highest version number given so far. Deleting a version never lowers it, so a
+    # number is never given twice (registry.versions.register_version).
+    last_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     versions: Mapped[list[ModelVersion]] = relationship(
@@ -136,6 +139,8 @@ class TrainingJob(Base):
     # in flight); a finished fold's curves live in its fold_metric row, the refit's here.
     progress: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     worker: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    # The owner of the API key that submitted it (None when Kiln runs open).
+    owner: Mapped[str | None] = mapped_column(String(200), nullable=True, index=True)
     # Set when the job retrains an existing version (lineage).
     retrained_from_id: Mapped[int | None] = mapped_column(
         ForeignKey("model_version.id", use_alter=True), nullable=True
@@ -260,3 +265,37 @@ class OrphanArtifact(Base):
 
     sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
     orphaned_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class ApiKey(Base):
+    """A bearer token's hash, its owner and what it may do (registry.keys). The token
+    itself is shown once, when the key is made, and never stored."""
+
+    __tablename__ = "api_key"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    owner: Mapped[str] = mapped_column(String(200))
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    # The token's first characters, to tell keys apart in lists and logs.
+    prefix: Mapped[str] = mapped_column(String(16))
+    scopes: Mapped[list[str]] = mapped_column(JSON)
+    # Model names the key is limited to; None: every model.
+    models: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    created_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class IdempotencyRecord(Base):
+    """The first answer to a submission sent with an `Idempotency-Key`, replayed when the
+    same owner sends the same key and body again (services/api/idempotency.py)."""
+
+    __tablename__ = "idempotency_record"
+
+    owner: Mapped[str] = mapped_column(String(200), primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    operation: Mapped[str] = mapped_column(String(100), primary_key=True)
+    request_sha256: Mapped[str] = mapped_column(String(64))
+    status: Mapped[int] = mapped_column(Integer)
+    response: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

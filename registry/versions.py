@@ -4,16 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from registry import orphans
 from registry.db import utcnow
-from registry.errors import ModelNotFound, VersionInUse, VersionNotFound, VersionNumberContention
+from registry.errors import ModelNotFound, VersionInUse, VersionNotFound
 from registry.models import Alias, ModelVersion, RegisteredModel, TrainingJob, VersionTag
-
-_VERSION_RETRIES = 5
 
 
 def get_model(session: Session, *, name: str) -> RegisteredModel:
@@ -47,12 +45,6 @@ def lock_model(session: Session, *, name: str) -> RegisteredModel:
             .execution_options(synchronize_session=False)
         )
     return model
-
-
-def latest_version_number(session: Session, *, model_id: int) -> int | None:
-    return session.scalar(
-        select(func.max(ModelVersion.version)).where(ModelVersion.registered_model_id == model_id)
-    )
 
 
 def list_versions(session: Session, *, model_name: str) -> Sequence[ModelVersion]:
@@ -101,31 +93,32 @@ def register_version(session: Session, *, model_name: str, row: ModelVersion) ->
     """Add ``row`` (every field but its model and number) as the next version of
     ``model_name``; idempotent per job: a redelivered job gets the version it registered.
 
-    Version numbers come from max+1 under the unique (model, version) constraint and a
-    short retry, which works on SQLite too (no SELECT ... FOR UPDATE there).
+    The number comes from the model's counter (`last_version`), raised in one UPDATE that
+    holds the model row until the transaction ends: concurrent registrations take turns,
+    and a deleted version's number is never given again.
     """
     registered = select(ModelVersion).where(ModelVersion.job_id == row.job_id)
     existing = session.scalars(registered).first()
     if existing is not None:
         return existing
     model = _get_or_create_model(session, model_name)
-    row.registered_model_id = model.id
-    for _ in range(_VERSION_RETRIES):
-        row.version = (latest_version_number(session, model_id=model.id) or 0) + 1
-        try:
-            with session.begin_nested():
-                session.add(row)
-        except IntegrityError:
-            # The same job registered meanwhile, or another job took the number: retry.
-            again = session.scalars(registered).first()
-            if again is not None:
-                return again
-            continue
-        return row
-    raise VersionNumberContention(
-        f"could not allocate a version number for model {model_name!r} after "
-        f"{_VERSION_RETRIES} tries; too many concurrent registrations, try again"
+    number = session.scalar(
+        update(RegisteredModel)
+        .where(RegisteredModel.id == model.id)
+        .values(last_version=RegisteredModel.last_version + 1)
+        .returning(RegisteredModel.last_version)
+        .execution_options(synchronize_session=False)
     )
+    assert number is not None  # the row exists: it was read or made above
+    # The same job may have registered while this one waited for the row.
+    again = session.scalars(registered).first()
+    if again is not None:
+        return again
+    row.registered_model_id = model.id
+    row.version = number
+    session.add(row)
+    session.flush()
+    return row
 
 
 def set_model_description(

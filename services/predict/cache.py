@@ -119,7 +119,9 @@ class ModelCache:
             await self.get(ref, version)
 
     async def refresh(self) -> None:
-        """Follow every ref in use to where the registry points it now."""
+        """Follow every ref in use to where the registry points it now, and drop loaded
+        versions that were deleted."""
+        await self._drop_deleted()
         refs = list(self._refs)
         if not refs:
             return
@@ -157,6 +159,18 @@ class ModelCache:
             self._refs[ref] = version
             self._ref_errors.pop(ref, None)
             log.info("%s now serves version %d (was %s)", ref, version, previous)
+
+    async def _drop_deleted(self) -> None:
+        loaded = list(self._models)
+        if not loaded:
+            return
+        present = await anyio.to_thread.run_sync(self._source.existing, loaded)
+        for key in loaded:
+            if key not in present:
+                dropped = self._models.pop(key, None)
+                if dropped is not None:
+                    self._bytes -= dropped.size_bytes
+                    log.info("model '%s' version %d was deleted; no longer served", *key)
 
     async def _load(self, key: tuple[str, int]) -> OnnxModel:
         # One load per key even when many requests for a cold model arrive together.

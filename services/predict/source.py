@@ -36,6 +36,11 @@ class ModelSource(Protocol):
         longer resolve are left out."""
         ...
 
+    def existing(self, keys: Sequence[tuple[str, int]]) -> set[tuple[str, int]]:
+        """Which of these (name, version) are still registered: a deleted version stops
+        being served (numbers are never reused, so its key would otherwise stay)."""
+        ...
+
     def load(self, name: str, version: int) -> ResolvedModel:
         """Any version by number, archived ones included; raises `ModelNotFound` or
         `VersionNotFound`, and `ArtifactStoreUnavailable` when its file cannot be read now."""

@@ -21,6 +21,16 @@ def test_versions_are_numbered_per_model(session: Session) -> None:
     assert versions.get_version(session, model_name="a", version=1).id == a1.id
 
 
+def test_a_deleted_number_is_never_given_again(session: Session) -> None:
+    make_version(session, model_name="n")
+    make_version(session, model_name="n")
+    versions.delete_version(session, model_name="n", version=2)
+    assert make_version(session, model_name="n").version == 3
+    versions.delete_version(session, model_name="n", version=3)
+    versions.delete_version(session, model_name="n", version=1)
+    assert make_version(session, model_name="n").version == 4
+
+
 def test_register_is_idempotent_per_job(session: Session) -> None:
     job = make_job(session, model_name="c")
     first = make_version(session, job=job)

@@ -35,7 +35,6 @@ INTENDED: dict[str, int] = {
     "invalid_state": 409,
     "no_previous_version": 409,
     "version_in_use": 409,
-    "version_number_contention": 409,
     "alias_contention": 409,
     "alias_invalid": 422,
     "tag_invalid": 422,

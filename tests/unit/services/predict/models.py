@@ -119,6 +119,9 @@ class MemorySource:
                 pass
         return found
 
+    def existing(self, keys: Sequence[tuple[str, int]]) -> set[tuple[str, int]]:
+        return {(name, v) for name, v in keys if v in self.models.get(name, {})}
+
     def load(self, name: str, version: int) -> ResolvedModel:
         if name not in self.models:
             raise model_not_found(name, known=self.models)

@@ -67,6 +67,22 @@ def test_newest_version_follows_the_registry_within_the_refresh_interval(
         assert served == "2"
 
 
+def test_a_deleted_version_stops_being_served_within_the_refresh_interval(
+    tmp_path: Path, source: MemorySource
+) -> None:
+    app = create_app(make_settings(tmp_path, predict_refresh_interval_s=0.05), source=source)
+    with TestClient(app) as c:
+        url = "/v2/models/cancer/versions/2/infer"
+        assert c.post(url, json=infer_body(ROWS)).status_code == 200
+        del source.models["cancer"][2]
+        deadline = time.monotonic() + 5
+        while ("cancer", 2) in app.state.model_cache.loaded() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        response = c.post(url, json=infer_body(ROWS))
+        assert response.status_code == 404
+        assert "version 2 of model 'cancer' not found" in response.json()["error"]
+
+
 def test_alias_move_to_a_broken_version_keeps_serving_the_old_one(
     tmp_path: Path, source: MemorySource
 ) -> None:
