@@ -24,7 +24,12 @@ class ErrorKind(StrEnum):
     BAD_REQUEST = "bad_request"
     UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
     TOO_LARGE = "too_large"
+    # No credentials, or credentials that are not valid.
+    UNAUTHENTICATED = "unauthenticated"
+    # Valid credentials that do not allow this.
     FORBIDDEN = "forbidden"
+    # A quota or rate limit; `retry_after_s` says when to try again.
+    TOO_MANY_REQUESTS = "too_many_requests"
     # A dependency cannot be reached now; the same request may succeed later.
     UNAVAILABLE = "unavailable"
     # Kiln's own fault, or stored data that is damaged.
@@ -35,6 +40,8 @@ class KilnError(Exception):
     kind: ClassVar[ErrorKind] = ErrorKind.INTERNAL
     code: ClassVar[str] = "internal_error"
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, retry_after_s: float | None = None) -> None:
         super().__init__(message)
         self.message = message
+        # When the same request may succeed (a Retry-After header); None: not known.
+        self.retry_after_s = retry_after_s

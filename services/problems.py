@@ -7,6 +7,7 @@ the same table for its `{"error": ...}` bodies (services/predict/serving.py).
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -19,12 +20,14 @@ from core.errors import ErrorKind, KilnError
 
 STATUS: dict[ErrorKind, int] = {
     ErrorKind.BAD_REQUEST: 400,
+    ErrorKind.UNAUTHENTICATED: 401,
     ErrorKind.FORBIDDEN: 403,
     ErrorKind.NOT_FOUND: 404,
     ErrorKind.CONFLICT: 409,
     ErrorKind.TOO_LARGE: 413,
     ErrorKind.UNSUPPORTED_MEDIA_TYPE: 415,
     ErrorKind.INVALID: 422,
+    ErrorKind.TOO_MANY_REQUESTS: 429,
     ErrorKind.INTERNAL: 500,
     ErrorKind.UNAVAILABLE: 503,
 }
@@ -34,6 +37,13 @@ PROBLEM_JSON = "application/problem+json"
 
 def status_of(exc: KilnError) -> int:
     return STATUS[exc.kind]
+
+
+def retry_after(exc: KilnError) -> str | None:
+    """The Retry-After header's value (whole seconds, at least 1) when the error has one."""
+    if exc.retry_after_s is None:
+        return None
+    return str(max(1, math.ceil(exc.retry_after_s)))
 
 
 class Problem(BaseModel):
@@ -49,7 +59,12 @@ class Problem(BaseModel):
 
 
 def problem_response(
-    code: str, detail: str, status: int, *, errors: list[dict[str, Any]] | None = None
+    code: str,
+    detail: str,
+    status: int,
+    *,
+    errors: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
 ) -> JSONResponse:
     body = Problem(
         type=f"https://kiln.dev/problems/{code.replace('_', '-')}",
@@ -60,13 +75,18 @@ def problem_response(
         errors=errors,
     )
     return JSONResponse(
-        jsonable_encoder(body, exclude_none=True), status_code=status, media_type=PROBLEM_JSON
+        jsonable_encoder(body, exclude_none=True),
+        status_code=status,
+        media_type=PROBLEM_JSON,
+        headers=headers,
     )
 
 
 async def _domain_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, KilnError)
-    return problem_response(exc.code, exc.message, status_of(exc))
+    wait = retry_after(exc)
+    headers = {"Retry-After": wait} if wait is not None else None
+    return problem_response(exc.code, exc.message, status_of(exc), headers=headers)
 
 
 async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:

@@ -9,7 +9,7 @@ import orjson
 from fastapi import Response
 
 from core.errors import KilnError
-from services.problems import status_of
+from services.problems import retry_after, status_of
 
 
 def json_response(content: Any, status_code: int = 200) -> Response:
@@ -32,4 +32,8 @@ def error_body(message: str) -> bytes:
 def error_response(exc: BaseException, status: int | None = None) -> Response:
     """The error answer for ``exc``, with another status than its kind's if given."""
     code, body = error(exc)
-    return Response(body, status_code=status or code, media_type="application/json")
+    response = Response(body, status_code=status or code, media_type="application/json")
+    wait = retry_after(exc) if isinstance(exc, KilnError) else None
+    if wait is not None:
+        response.headers["retry-after"] = wait
+    return response

@@ -22,6 +22,7 @@ from services.predict.cache import ModelCache
 from services.predict.errors import RequestTooLarge
 from services.predict.metrics import PredictMetrics
 from services.predict.model import OnnxModel
+from services.problems import retry_after
 
 log = logging.getLogger("kiln.predict")
 _INFER_ROUTE = "/v2/models/{name}/infer"
@@ -220,6 +221,9 @@ async def _send_error(send: Send, exc: BaseException) -> int:
         log.error("request failed", exc_info=exc)
     status, body = responses.error(exc)
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    wait = retry_after(exc) if isinstance(exc, KilnError) else None
+    if wait is not None:
+        headers.append((b"retry-after", wait.encode()))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
     return status

@@ -132,3 +132,17 @@ def test_each_error_answers_its_status_from_the_api_and_the_predictor(
     assert resp.json()["detail"] == "what went wrong, and what was expected"
     status, body = responses.error(cls("what went wrong"))
     assert (status, body) == (INTENDED[cls.code], b'{"error":"what went wrong"}')
+
+
+def test_an_error_that_says_when_to_retry_sends_retry_after_from_both_services() -> None:
+    app = FastAPI()
+    problems.install(app)
+
+    @app.get("/busy")
+    def busy() -> None:
+        raise KilnError("try later", retry_after_s=2.2)
+
+    with TestClient(app, raise_server_exceptions=False) as client:
+        assert client.get("/busy").headers["retry-after"] == "3"
+    assert responses.error_response(KilnError("x", retry_after_s=0.1)).headers["retry-after"] == "1"
+    assert "retry-after" not in responses.error_response(KilnError("x")).headers
