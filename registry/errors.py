@@ -15,6 +15,11 @@ class JobNotFound(KilnError):
     code = "job_not_found"
 
 
+class KeyNotFound(KilnError):
+    kind = ErrorKind.NOT_FOUND
+    code = "key_not_found"
+
+
 class ModelNotFound(KilnError):
     kind = ErrorKind.NOT_FOUND
     code = "model_not_found"
@@ -84,3 +89,10 @@ class TagInvalid(KilnError):
 class MetricUnknown(KilnError):
     kind = ErrorKind.INVALID
     code = "metric_unknown"
+
+
+# The registry database cannot be reached or dropped the connection; the same request
+# may succeed once it is back (registry.db.unavailable makes these from SQLAlchemy's).
+class RegistryUnavailable(KilnError):
+    kind = ErrorKind.UNAVAILABLE
+    code = "registry_unavailable"

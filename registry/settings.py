@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import SecretStr, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -30,6 +30,12 @@ class RegistrySettings(BaseSettings):
     s3_region: str | None = None
     aws_access_key_id: SecretStr | None = None
     aws_secret_access_key: SecretStr | None = None
+    # API keys (core.access): "auto" requires them when the registry is a database server
+    # (PostgreSQL) and lets the embedded SQLite default run open; "required" and "off"
+    # say so whatever the database. KILN_AUTH in the environment.
+    kiln_auth: Literal["auto", "required", "off"] = "auto"
+    # How long a made or revoked key may take to count, in every process.
+    auth_key_refresh_s: float = Field(default=1.0, gt=0)
 
     @model_validator(mode="after")
     def _embedded_defaults(self) -> RegistrySettings:
@@ -41,6 +47,12 @@ class RegistrySettings(BaseSettings):
         if self.artifact_store == "s3" and not self.s3_bucket:
             raise ValueError("ARTIFACT_STORE=s3 needs S3_BUCKET (and S3_ENDPOINT_URL off AWS)")
         return self
+
+    @property
+    def auth_required(self) -> bool:
+        if self.kiln_auth == "auto":
+            return not self.database_url.startswith("sqlite")
+        return self.kiln_auth == "required"
 
     @property
     def artifact_root(self) -> Path:

@@ -9,7 +9,8 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from registry import datasets, jobs, versions
+from core.access import Scope
+from registry import datasets, jobs, keys, versions
 from registry.db import make_engine
 from registry.models import Dataset, JobEvent, ModelVersion, TrainingJob
 from training.spec import ModelSpec
@@ -134,3 +135,15 @@ def row_counts(db_url: str, *tables: type[Any]) -> tuple[int, ...]:
         )
     engine.dispose()
     return counts
+
+
+def bearer(app: Any, owner: str, *scopes: str, models: list[str] | None = None) -> dict[str, str]:
+    """Headers with a new API key of ``owner`` for an in-process API or predictor ``app``
+    (its key ring reloaded at once, instead of within AUTH_KEY_REFRESH_S)."""
+    with app.state.sessionmaker() as session:
+        _, token = keys.create_key(
+            session, owner=owner, scopes=[Scope(s) for s in scopes], models=models
+        )
+        session.commit()
+    app.state.keys.refresh()
+    return {"Authorization": f"Bearer {token}"}

@@ -6,21 +6,25 @@ Run: `uvicorn services.api.app:app --factory`. It never imports TensorFlow.
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
+from registry import keys as registry_keys
 from registry.artifacts import make_artifact_store
 from registry.db import make_engine, make_sessionmaker
 from registry.migrate import pending_revision
 from services import problems
 from services.api.dispatch import Dispatcher
-from services.api.routes import aliases, datasets, jobs, models, versions
+from services.api.routes import aliases, datasets, jobs, keys, models, versions
 from services.api.sweeper import Sweeper
 from services.settings import ApiSettings
 from workers.celery_app import make_celery
+
+log = logging.getLogger("kiln.api")
 
 
 def _operation_id(route: APIRoute) -> str:
@@ -44,6 +48,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
             )
         )
         store = make_artifact_store(settings)
+        app.state.keys = registry_keys.key_ring(sm, settings)
         app.state.settings = settings
         app.state.sessionmaker = sm
         app.state.store = store
@@ -55,7 +60,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
             store=store,
             heartbeat_timeout_s=settings.job_heartbeat_timeout_s,
             max_attempts=settings.job_max_attempts,
-            requeue_after_s=max(600.0, settings.job_heartbeat_timeout_s),
+            requeue_after_s=settings.job_requeue_after_s,
             orphan_grace_s=settings.artifact_orphan_grace_s,
         )
         sweeper.start()
@@ -79,6 +84,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.include_router(models.router)
     app.include_router(aliases.router)
     app.include_router(versions.router)
+    app.include_router(keys.router)
 
     @app.get("/healthz", tags=["health"], summary="Liveness")
     def healthz() -> dict[str, str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
 from registry.artifacts import ArtifactStore
@@ -42,12 +42,3 @@ SessionDep = Annotated[Session, Depends(get_session)]
 SettingsDep = Annotated[ApiSettings, Depends(get_settings)]
 StoreDep = Annotated[ArtifactStore, Depends(get_store)]
 DispatcherDep = Annotated[Dispatcher, Depends(get_dispatcher)]
-# Who moves an alias: free text recorded in the history (a user name, a CI job).
-ActorHeader = Annotated[
-    str | None,
-    Header(
-        alias="X-Kiln-Actor",
-        max_length=200,
-        description="Who makes the change; recorded in the alias history.",
-    ),
-]

@@ -7,6 +7,7 @@ from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from core.access import Scope
 from core.vocabulary import DataKind, JobState
 from training.spec import ModelSpec
 
@@ -294,3 +295,36 @@ class CompareRead(BaseModel):
     baseline: int
     versions: list[int]
     metrics: dict[str, list[MetricComparison]]
+
+
+class KeyCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    owner: str = Field(
+        min_length=1, max_length=200, description="Who uses the key; recorded in histories."
+    )
+    scopes: list[Scope] = Field(
+        min_length=1,
+        description="read: every GET; predict: the prediction service; train: upload data, "
+        "submit, retrain and cancel one's own jobs, describe and tag; admin: everything.",
+    )
+    models: list[str] | None = Field(
+        default=None,
+        max_length=1000,
+        description="Limit the key to these model names; omitted: every model.",
+    )
+
+
+class KeyRead(_Read):
+    id: str
+    owner: str
+    prefix: str = Field(description="The token's first characters, to tell keys apart.")
+    scopes: list[Scope]
+    models: list[str] | None
+    created_by: str | None
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+class KeyCreated(KeyRead):
+    token: str = Field(description="The bearer token. Shown this once; Kiln keeps its hash only.")

@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from services.cli import http
-from services.cli.http import DEFAULT_API, Actor, ApiUrl, console, err
+from services.cli.http import DEFAULT_API, ApiUrl, console, err
 
 app = typer.Typer(help="Aliases: promote, roll back, delete, history.", no_args_is_help=True)
 Reason = Annotated[str | None, typer.Option(help="Why; kept in the history.")]
@@ -28,17 +28,11 @@ def _history_table(events: list[dict[str, Any]], title: str) -> Table:
     return table
 
 
-def _move(api_url: str, method: str, name: str, path: str, actor: str, **request: Any) -> None:
-    """Send one alias change and say where the alias went."""
+def _move(api_url: str, method: str, name: str, path: str, **request: Any) -> None:
+    """Send one alias change and say where the alias went. The history records the owner
+    of the API key (KILN_API_KEY)."""
     with http.client(api_url) as c:
-        event = http.check(
-            c.request(
-                method,
-                f"/models/{name}/aliases/{path}",
-                headers=http.actor_header(actor),
-                **request,
-            )
-        )
+        event = http.check(c.request(method, f"/models/{name}/aliases/{path}", **request))
     src = "nothing" if event["from_version"] is None else f"v{event['from_version']}"
     dst = "deleted" if event["to_version"] is None else f"v{event['to_version']}"
     console.print(f"{name}@{event['alias']}: {src} → {dst}")
@@ -50,11 +44,10 @@ def set_(
     alias: str,
     version: int,
     reason: Reason = None,
-    actor: Actor = "",
     api_url: ApiUrl = DEFAULT_API,
 ) -> None:
     """Point ALIAS at VERSION (create or move it: a promotion)."""
-    _move(api_url, "PUT", name, alias, actor, json={"version": version, "reason": reason})
+    _move(api_url, "PUT", name, alias, json={"version": version, "reason": reason})
 
 
 @app.command("delete")
@@ -62,11 +55,10 @@ def delete(
     name: str,
     alias: str,
     reason: Reason = None,
-    actor: Actor = "",
     api_url: ApiUrl = DEFAULT_API,
 ) -> None:
     """Delete ALIAS (recorded in the history; `rollback` restores it)."""
-    _move(api_url, "DELETE", name, alias, actor, params={"reason": reason} if reason else {})
+    _move(api_url, "DELETE", name, alias, params={"reason": reason} if reason else {})
 
 
 @app.command("rollback")
@@ -77,7 +69,6 @@ def rollback(
         str, typer.Option(help="A version number, or `previous` (where it pointed before).")
     ] = "previous",
     reason: Reason = None,
-    actor: Actor = "",
     api_url: ApiUrl = DEFAULT_API,
 ) -> None:
     """Move ALIAS back to the previous version, or to the one named with --to."""
@@ -88,7 +79,7 @@ def rollback(
         except ValueError:
             err.print(f"[red]--to {to!r}[/red]: expected a version number or 'previous'")
             raise typer.Exit(2) from None
-    _move(api_url, "POST", name, f"{alias}/rollback", actor, json={"to": target, "reason": reason})
+    _move(api_url, "POST", name, f"{alias}/rollback", json={"to": target, "reason": reason})
 
 
 @app.command("list")

@@ -3,8 +3,8 @@ client, how an error answer is shown, and the consoles."""
 
 from __future__ import annotations
 
-import getpass
 import json
+import os
 from typing import Annotated, Any
 
 import httpx
@@ -18,17 +18,13 @@ DEFAULT_API = "http://127.0.0.1:8000"
 DEFAULT_PREDICT = "http://127.0.0.1:8001"
 ApiUrl = Annotated[str, typer.Option(envvar="KILN_API_URL", help="The control-plane API.")]
 PredictUrl = Annotated[str, typer.Option(envvar="KILN_PREDICT_URL", help="The prediction service.")]
-Actor = Annotated[
-    str,
-    typer.Option(
-        envvar="KILN_ACTOR",
-        help="Who makes the change (sent as X-Kiln-Actor; kept in the alias history).",
-    ),
-]
 
 
 def client(url: str) -> httpx.Client:
-    return httpx.Client(base_url=url, timeout=60)
+    """A client of the API or the predictor, with the API key in $KILN_API_KEY if set."""
+    key = os.environ.get("KILN_API_KEY")
+    headers = {"Authorization": f"Bearer {key}"} if key else None
+    return httpx.Client(base_url=url, timeout=60, headers=headers)
 
 
 def check(resp: httpx.Response) -> Any:
@@ -46,13 +42,3 @@ def check(resp: httpx.Response) -> Any:
 
 def print_json(data: Any) -> None:
     console.print_json(json.dumps(data))
-
-
-def actor_header(actor: str) -> dict[str, str]:
-    """X-Kiln-Actor: the --actor option, $KILN_ACTOR, or the login name."""
-    if not actor:
-        try:
-            actor = getpass.getuser()
-        except (KeyError, OSError):
-            actor = "unknown"
-    return {"X-Kiln-Actor": actor}

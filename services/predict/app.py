@@ -16,18 +16,21 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import cast
 
+import anyio
 from fastapi import FastAPI, Request, Response
 from fastapi.routing import APIRoute
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from core.access import KeyRing
 from core.errors import KilnError
-from services.predict import friendly, infer, responses, v2
+from services.predict import access, friendly, infer, responses, v2
 from services.predict.batching import Batcher
 from services.predict.cache import ModelCache
 from services.predict.metrics import CacheCollector, PredictMetrics
 from services.predict.model import OnnxModel
-from services.predict.serving import RequestHook, ServingMiddleware
+from services.predict.request import RequestHook
+from services.predict.serving import ServingMiddleware
 from services.predict.source import ModelSource, Ref
 from services.settings import PredictSettings
 
@@ -39,14 +42,22 @@ def create_app(
     *,
     source: ModelSource | None = None,
     hooks: Sequence[RequestHook] = (),
+    keys: KeyRing | None = None,
 ) -> FastAPI:
     """The predictor app. ``source`` replaces the registry (tests, the bench); ``hooks``
-    run on every request, before the body is read, after the body limit."""
+    run on every request, before the body is read, after the body limit and the API key
+    check. ``keys`` replaces the registry's keys; they are checked when the settings
+    require keys (KILN_AUTH), and a predictor that runs open lets every request in."""
     metrics = PredictMetrics(CollectorRegistry(auto_describe=True))
+    if settings.auth_required:
+        keys = keys if keys is not None else _registry_keys(settings)
+        hooks = [access.key_check(keys), *hooks]
+    else:
+        keys = None
     app = FastAPI(
         title="Kiln predictor",
         version=_kiln_version(),
-        lifespan=_lifespan(settings, source, metrics),
+        lifespan=_lifespan(settings, source, metrics, keys),
         generate_unique_id_function=_operation_id,
         # Kiln exports Prometheus metrics; FastAPI's native OpenTelemetry hooks check the
         # global providers on every request even when none is configured (a one-row MLP
@@ -78,7 +89,10 @@ def create_app(
 
 
 def _lifespan(
-    settings: PredictSettings, source: ModelSource | None, metrics: PredictMetrics
+    settings: PredictSettings,
+    source: ModelSource | None,
+    metrics: PredictMetrics,
+    keys: KeyRing | None,
 ) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     preload = parse_preload(settings.predict_preload)
 
@@ -100,15 +114,20 @@ def _lifespan(
         # Loaded and warmed before the server reports ready; a model that cannot load
         # stops the start, rather than a ready server that fails its first requests.
         await cache.preload(preload)
-        refresher = asyncio.create_task(_refresh_forever(cache, settings))
+        tasks = [asyncio.create_task(_refresh_forever(cache, settings))]
+        if keys is not None:
+            # Read before the server reports ready; then only in the background.
+            await anyio.to_thread.run_sync(keys.refresh)
+            tasks.append(asyncio.create_task(_refresh_keys_forever(keys, settings)))
         app.state.ready = True
         try:
             yield
         finally:
             app.state.ready = False
-            refresher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await refresher
+            for task in tasks:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             metrics.registry.unregister(collector)
             # Only a source built here is ours to close; an injected one belongs to the caller.
             close = getattr(model_source, "close", None) if source is None else None
@@ -146,13 +165,40 @@ def parse_preload(raw: str) -> list[tuple[Ref, int | None]]:
 
 
 async def _refresh_forever(cache: ModelCache, settings: PredictSettings) -> None:
+    # A registry that is down for a moment must not stop alias following for good; while
+    # it is down, one line says so (not one every interval), and one line when it is back.
+    failing: str | None = None
     while True:
         await asyncio.sleep(settings.predict_refresh_interval_s)
         try:
             await cache.refresh()
-        except Exception:
-            # A registry that is down for a moment must not stop alias following for good.
-            log.exception("refreshing model references failed; serving what is loaded")
+        except KilnError as exc:
+            if exc.message != failing:
+                log.warning(
+                    "refreshing model references failed; serving what is loaded and "
+                    "trying again every %g s: %s",
+                    settings.predict_refresh_interval_s,
+                    exc.message,
+                )
+            failing = exc.message
+        except Exception as exc:
+            reason = f"{type(exc).__name__}: {exc}"
+            if reason != failing:  # a bug: its traceback once
+                log.exception("refreshing model references failed; serving what is loaded")
+            failing = reason
+        else:
+            if failing is not None:
+                # WARNING as the line it ends, so that it shows wherever that one did.
+                log.warning("refreshing model references works again")
+            failing = None
+
+
+async def _refresh_keys_forever(keys: KeyRing, settings: PredictSettings) -> None:
+    while True:
+        await asyncio.sleep(settings.auth_key_refresh_s)
+        # A failure keeps the keys last read (KeyRing.refresh logs it once).
+        with contextlib.suppress(Exception):
+            await anyio.to_thread.run_sync(keys.refresh)
 
 
 async def _error(_request: Request, exc: Exception) -> Response:
@@ -188,6 +234,12 @@ def _registry_source(settings: PredictSettings) -> ModelSource:
     # registry's SQLAlchemy stack, and so this module type-checks with or without it.
     module = importlib.import_module("services.predict.registry_source")
     factory = cast(Callable[[PredictSettings], ModelSource], module.RegistrySource)
+    return factory(settings)
+
+
+def _registry_keys(settings: PredictSettings) -> KeyRing:
+    module = importlib.import_module("services.predict.registry_source")
+    factory = cast(Callable[[PredictSettings], KeyRing], module.registry_keys)
     return factory(settings)
 
 

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel
 
 from core.vocabulary import DataKind, Task
+from services.predict.access import documented
 from services.predict.errors import InferRequestInvalid, RowsInvalid
 from services.predict.model import OnnxModel
 from services.predict.responses import json_response
@@ -38,6 +39,8 @@ class PredictResponse(BaseModel):
 _RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"model": PredictResponse},
     400: {"model": ErrorBody, "description": "The body is not JSON with a 'rows' list."},
+    401: {"model": ErrorBody, "description": "No API key, or one that is not known."},
+    403: {"model": ErrorBody, "description": "The key lacks `predict` or this model."},
     404: {"model": ErrorBody, "description": "No such model or version."},
     422: {"model": ErrorBody, "description": "A row misses, adds or mistypes a feature."},
 }
@@ -51,7 +54,11 @@ execution provider the model really runs on.
 """
 
 
-_ROUTE: dict[str, Any] = {"description": _DOC, "responses": _RESPONSES}
+_ROUTE: dict[str, Any] = {
+    "description": _DOC,
+    "responses": _RESPONSES,
+    "dependencies": [documented],
+}
 
 
 @router.post("/predict/{name}", summary="Predict with the newest version", **_ROUTE)

@@ -15,6 +15,7 @@ from pydantic import BaseModel
 
 from core.errors import ErrorKind, KilnError
 from services.predict import infer as core
+from services.predict.access import documented
 from services.predict.cache import ModelCache
 from services.predict.model import OnnxModel
 from services.predict.responses import error_response, json_response
@@ -84,6 +85,8 @@ class InferResponse(BaseModel):
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorBody, "description": "The request does not fit the model."},
+    401: {"model": ErrorBody, "description": "No API key, or one that is not known."},
+    403: {"model": ErrorBody, "description": "The key lacks `predict` or this model."},
     404: {"model": ErrorBody, "description": "No such model or version."},
 }
 
@@ -125,6 +128,7 @@ come back binary when `outputs[].parameters.binary_data` (or the request's
 _INFER_ROUTE: dict[str, Any] = {
     "description": _INFER_DOC,
     "responses": {200: {"model": InferResponse}, **_ERRORS},
+    "dependencies": [documented],
 }
 
 
@@ -205,6 +209,7 @@ def _metadata(request: Request, model: OnnxModel) -> dict[str, Any]:
     "/v2/models/{name}",
     summary="Metadata of the newest version",
     responses={200: {"model": ModelMetadata}, **_ERRORS},
+    dependencies=[documented],
 )
 async def model_metadata(name: str, request: Request) -> Response:
     """Inputs, outputs and signature of what `name` or `name@alias` serves, loading it if needed.
@@ -221,6 +226,7 @@ async def model_metadata(name: str, request: Request) -> Response:
     "/v2/models/{name}/versions/{version}",
     summary="Metadata of one version",
     responses={200: {"model": ModelMetadata}, **_ERRORS},
+    dependencies=[documented],
 )
 async def model_version_metadata(name: str, version: str, request: Request) -> Response:
     """Inputs, outputs and signature of one version of `name`, loading it if needed."""
@@ -242,6 +248,7 @@ async def _model_ready(request: Request, name: str, version: str | None) -> Resp
     "/v2/models/{name}/ready",
     summary="Readiness of the newest version",
     responses={200: {"model": ModelReadyBody}, **_ERRORS, 503: {"model": ErrorBody}},
+    dependencies=[documented],
 )
 async def model_ready(name: str, request: Request) -> Response:
     """200 when the newest version is loaded or loads now; 404 if unknown; 503 if it cannot load."""
@@ -252,6 +259,7 @@ async def model_ready(name: str, request: Request) -> Response:
     "/v2/models/{name}/versions/{version}/ready",
     summary="Readiness of one version",
     responses={200: {"model": ModelReadyBody}, **_ERRORS, 503: {"model": ErrorBody}},
+    dependencies=[documented],
 )
 async def model_version_ready(name: str, version: str, request: Request) -> Response:
     """200 when the version is loaded or loads now; 404 if unknown; 503 if it cannot load."""

@@ -4,9 +4,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
+from core.access import Scope
 from registry import aliases
 from services.api import views
-from services.api.deps import ActorHeader, SessionDep
+from services.api.auth import AdminCaller, needs
+from services.api.deps import SessionDep
 from services.api.schemas import AliasEventRead, AliasRead, AliasRollback, AliasSet
 from services.api.usecases import registry as usecases
 from services.problems import ERROR_RESPONSES
@@ -14,12 +16,12 @@ from services.problems import ERROR_RESPONSES
 router = APIRouter(prefix="/models", tags=["models"], responses=ERROR_RESPONSES)
 
 
-@router.get("/{name}/aliases", summary="List a model's aliases")
+@router.get("/{name}/aliases", summary="List a model's aliases", dependencies=[needs(Scope.READ)])
 def list_aliases(session: SessionDep, name: str) -> list[AliasRead]:
     return [views.alias_read(a) for a in aliases.list_aliases(session, model_name=name)]
 
 
-@router.get("/{name}/aliases/history", summary="Alias history")
+@router.get("/{name}/aliases/history", summary="Alias history", dependencies=[needs(Scope.READ)])
 def alias_history(
     session: SessionDep,
     name: str,
@@ -34,40 +36,40 @@ def alias_history(
     ]
 
 
-@router.get("/{name}/aliases/{alias}", summary="Get an alias")
+@router.get("/{name}/aliases/{alias}", summary="Get an alias", dependencies=[needs(Scope.READ)])
 def get_alias(session: SessionDep, name: str, alias: str) -> AliasRead:
     return views.alias_read(aliases.get_alias(session, model_name=name, alias=alias))
 
 
 @router.put("/{name}/aliases/{alias}", summary="Point an alias at a version")
 def set_alias(
-    session: SessionDep, name: str, alias: str, body: AliasSet, actor: ActorHeader = None
+    session: SessionDep, who: AdminCaller, name: str, alias: str, body: AliasSet
 ) -> AliasEventRead:
     """Create the alias or move it (a promotion). The change is recorded with the version
-    it came from, the `X-Kiln-Actor` header and the optional reason. Alias names are 1 to
+    it came from, the owner of the API key and the optional reason. Alias names are 1 to
     63 lowercase letters, digits, '-' or '_', starting with a letter; 'latest', 'history'
     and 'v<number>' are reserved."""
-    event = usecases.set_alias(session, name=name, alias=alias, body=body, actor=actor)
+    event = usecases.set_alias(session, name=name, alias=alias, body=body, actor=who.actor)
     return AliasEventRead.model_validate(event)
 
 
 @router.delete("/{name}/aliases/{alias}", summary="Delete an alias")
 def delete_alias(
     session: SessionDep,
+    who: AdminCaller,
     name: str,
     alias: str,
-    actor: ActorHeader = None,
     reason: Annotated[str | None, Query(max_length=2000)] = None,
 ) -> AliasEventRead:
-    event = usecases.delete_alias(session, name=name, alias=alias, actor=actor, reason=reason)
+    event = usecases.delete_alias(session, name=name, alias=alias, actor=who.actor, reason=reason)
     return AliasEventRead.model_validate(event)
 
 
 @router.post("/{name}/aliases/{alias}/rollback", summary="Roll an alias back")
 def rollback_alias(
-    session: SessionDep, name: str, alias: str, body: AliasRollback, actor: ActorHeader = None
+    session: SessionDep, who: AdminCaller, name: str, alias: str, body: AliasRollback
 ) -> AliasEventRead:
     """Move the alias back to a named version, or with `"to": "previous"` to the version it
     pointed at before its last change (409 when it has none)."""
-    event = usecases.rollback_alias(session, name=name, alias=alias, body=body, actor=actor)
+    event = usecases.rollback_alias(session, name=name, alias=alias, body=body, actor=who.actor)
     return AliasEventRead.model_validate(event)

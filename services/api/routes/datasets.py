@@ -4,10 +4,12 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, File, Form, Response, UploadFile, status
 
+from core.access import Scope
 from core.vocabulary import DataKind
 from registry import datasets
 from registry.models import Dataset
 from services.api import builtin
+from services.api.auth import needs
 from services.api.deps import SessionDep, SettingsDep, StoreDep
 from services.api.schemas import BuiltinDatasetRead, DatasetRead, Page
 from services.api.usecases import datasets as usecases
@@ -22,6 +24,7 @@ router = APIRouter(prefix="/datasets", tags=["datasets"], responses=ERROR_RESPON
     status_code=status.HTTP_201_CREATED,
     summary="Upload a dataset: a CSV table or an NPZ of images",
     responses=UPLOAD_RESPONSES,
+    dependencies=[needs(Scope.TRAIN)],
 )
 def upload_dataset(
     session: SessionDep,
@@ -67,7 +70,7 @@ def upload_dataset(
     return dataset
 
 
-@router.get("", summary="List datasets")
+@router.get("", summary="List datasets", dependencies=[needs(Scope.READ)])
 def list_datasets(session: SessionDep, limit: int = 100, offset: int = 0) -> Page[DatasetRead]:
     rows = datasets.list_datasets(session, limit=limit, offset=offset)
     return Page[DatasetRead](
@@ -75,12 +78,17 @@ def list_datasets(session: SessionDep, limit: int = 100, offset: int = 0) -> Pag
     )
 
 
-@router.get("/builtin", summary="List built-in datasets")
+@router.get("/builtin", summary="List built-in datasets", dependencies=[needs(Scope.READ)])
 def list_builtin() -> list[BuiltinDatasetRead]:
     """Datasets that ship inside scikit-learn. Use them in a job as `sklearn:<name>`."""
     return [BuiltinDatasetRead(name=n, description=d) for n, d in builtin.DATASETS.items()]
 
 
-@router.get("/{dataset_id}", response_model=DatasetRead, summary="Get a dataset")
+@router.get(
+    "/{dataset_id}",
+    response_model=DatasetRead,
+    summary="Get a dataset",
+    dependencies=[needs(Scope.READ)],
+)
 def get_dataset(session: SessionDep, dataset_id: str) -> Dataset:
     return datasets.get_dataset(session, dataset_id=dataset_id)

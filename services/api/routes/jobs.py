@@ -2,9 +2,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response, status
 
+from core.access import Scope
 from core.vocabulary import JobState
 from registry import views as registry_views
 from services.api import views
+from services.api.auth import ReadCaller, TrainCaller, needs
 from services.api.deps import DispatcherDep, SessionDep, StoreDep
 from services.api.schemas import JobAccepted, JobCreate, JobHistoryRead, JobRead, Page
 from services.api.usecases import jobs as usecases
@@ -21,6 +23,7 @@ def submit_job(
     session: SessionDep,
     store: StoreDep,
     dispatcher: DispatcherDep,
+    who: TrainCaller,
 ) -> JobAccepted:
     """Queue a training job: k-fold cross-validation of the spec on the dataset, a refit on
     all rows, ONNX export with a parity check, and a new model version.
@@ -29,29 +32,34 @@ def submit_job(
     classes, k against the smallest class): a job that cannot train is refused with 422,
     not failed an hour later. Poll the `Location` header for progress.
     """
-    job = usecases.submit(session, store, dispatcher, body)
+    who.require(Scope.TRAIN, model=body.model_name)
+    job = usecases.submit(session, store, dispatcher, body, owner=who.owner)
     response.headers["Location"] = views.job_url(request, job)
     return views.job_accepted(request, job)
 
 
 @router.get("/{job_id}", summary="Get a job")
-def get_job(request: Request, session: SessionDep, job_id: str) -> JobRead:
+def get_job(request: Request, session: SessionDep, who: ReadCaller, job_id: str) -> JobRead:
     """State (queued, running, succeeded, failed, cancelled), fold and epoch progress,
     per-fold metrics as folds finish, every state change with its time, and on failure
     a reason."""
-    return views.job_read(request, registry_views.job(session, job_id=job_id))
+    job = registry_views.job(session, job_id=job_id)
+    who.require(Scope.READ, model=job.model_name)
+    return views.job_read(request, job)
 
 
 @router.get("/{job_id}/history", summary="Per-epoch training curves")
-def get_job_history(session: SessionDep, job_id: str) -> JobHistoryRead:
+def get_job_history(session: SessionDep, who: ReadCaller, job_id: str) -> JobHistoryRead:
     """Loss and metrics after every epoch (training, and validation where the fit has
     validation rows) for each fold and for the final refit, while the job runs and after.
     A running fit's lists grow as it trains (refreshed with every heartbeat, about once a
     second); `done` says whether more epochs follow."""
-    return views.job_history(registry_views.job(session, job_id=job_id))
+    job = registry_views.job(session, job_id=job_id)
+    who.require(Scope.READ, model=job.model_name)
+    return views.job_history(job)
 
 
-@router.get("", summary="List jobs")
+@router.get("", summary="List jobs", dependencies=[needs(Scope.READ)])
 def list_jobs(
     request: Request,
     session: SessionDep,
@@ -66,8 +74,8 @@ def list_jobs(
 
 
 @router.post("/{job_id}/cancel", summary="Cancel a job")
-def cancel_job(request: Request, session: SessionDep, job_id: str) -> JobRead:
-    """Cancel a queued or running job. A running job stops at its next batch (within a
-    few seconds); folds it finished stay recorded."""
-    usecases.cancel(session, job_id=job_id)
+def cancel_job(request: Request, session: SessionDep, who: TrainCaller, job_id: str) -> JobRead:
+    """Cancel a queued or running job: one's own, or any with the `admin` scope. A running
+    job stops at its next batch (within a few seconds); folds it finished stay recorded."""
+    usecases.cancel(session, job_id=job_id, caller=who)
     return views.job_read(request, registry_views.job(session, job_id=job_id))

@@ -4,9 +4,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
+from core.access import Scope
 from registry import lineage
 from registry import views as registry_views
 from services.api import views
+from services.api.auth import needs
 from services.api.deps import SessionDep
 from services.api.errors import VersionsInvalid
 from services.api.schemas import CompareRead, DescriptionUpdate, ModelRead, Page, TagSet
@@ -16,36 +18,43 @@ from services.problems import ERROR_RESPONSES
 router = APIRouter(prefix="/models", tags=["models"], responses=ERROR_RESPONSES)
 
 
-@router.get("", summary="List models")
+@router.get("", summary="List models", dependencies=[needs(Scope.READ)])
 def list_models(session: SessionDep, limit: int = 100, offset: int = 0) -> Page[ModelRead]:
     rows = registry_views.models(session, limit=limit, offset=offset)
     return Page[ModelRead](items=[views.model_read(m) for m in rows], limit=limit, offset=offset)
 
 
-@router.get("/{name}", summary="Get a model")
+@router.get("/{name}", summary="Get a model", dependencies=[needs(Scope.READ)])
 def get_model(session: SessionDep, name: str) -> ModelRead:
     return views.model_read(registry_views.model(session, name=name))
 
 
-@router.patch("/{name}", summary="Describe a model", responses=ERROR_RESPONSES)
+@router.patch(
+    "/{name}",
+    summary="Describe a model",
+    responses=ERROR_RESPONSES,
+    dependencies=[needs(Scope.TRAIN)],
+)
 def update_model(session: SessionDep, name: str, body: DescriptionUpdate) -> ModelRead:
     """Set or change the model's description; `null` removes it."""
     usecases.describe_model(session, name=name, description=body.description)
     return views.model_read(registry_views.model(session, name=name))
 
 
-@router.put("/{name}/tags/{key}", summary="Set a model tag")
+@router.put("/{name}/tags/{key}", summary="Set a model tag", dependencies=[needs(Scope.TRAIN)])
 def set_model_tag(session: SessionDep, name: str, key: str, body: TagSet) -> dict[str, str]:
     """Set (or change) one tag; answers with all of the model's tags."""
     return usecases.tag(session, name=name, key=key, value=body.value)
 
 
-@router.delete("/{name}/tags/{key}", summary="Remove a model tag")
+@router.delete(
+    "/{name}/tags/{key}", summary="Remove a model tag", dependencies=[needs(Scope.TRAIN)]
+)
 def delete_model_tag(session: SessionDep, name: str, key: str) -> dict[str, str]:
     return usecases.tag(session, name=name, key=key, value=None)
 
 
-@router.get("/{name}/compare", summary="Compare versions")
+@router.get("/{name}/compare", summary="Compare versions", dependencies=[needs(Scope.READ)])
 def compare_versions(
     session: SessionDep,
     name: str,

@@ -4,9 +4,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response, status
 
+from core.access import Scope
 from registry import lineage, search, versions
 from registry import views as registry_views
 from services.api import views
+from services.api.auth import TrainCaller, needs
 from services.api.deps import DispatcherDep, SessionDep, StoreDep
 from services.api.schemas import (
     DescriptionUpdate,
@@ -31,7 +33,7 @@ def _parse_tags(tags: list[str]) -> list[tuple[str, str | None]]:
     return out
 
 
-@router.get("/{name}/versions", summary="List a model's versions")
+@router.get("/{name}/versions", summary="List a model's versions", dependencies=[needs(Scope.READ)])
 def list_versions(
     request: Request,
     session: SessionDep,
@@ -66,7 +68,9 @@ def list_versions(
     return [views.version_read(request, mv) for mv in found]
 
 
-@router.get("/{name}/versions/{version}", summary="Get a model version")
+@router.get(
+    "/{name}/versions/{version}", summary="Get a model version", dependencies=[needs(Scope.READ)]
+)
 def get_version(request: Request, session: SessionDep, name: str, version: int) -> ModelVersionRead:
     """Everything about one version: the spec, the dataset's hash, each fold's metrics and
     their mean and standard deviation, the Keras-vs-ONNX parity result, the input
@@ -80,7 +84,9 @@ def _read(request: Request, session: SessionDep, name: str, version: int) -> Mod
     )
 
 
-@router.patch("/{name}/versions/{version}", summary="Describe a version")
+@router.patch(
+    "/{name}/versions/{version}", summary="Describe a version", dependencies=[needs(Scope.TRAIN)]
+)
 def update_version(
     request: Request, session: SessionDep, name: str, version: int, body: DescriptionUpdate
 ) -> ModelVersionRead:
@@ -88,19 +94,31 @@ def update_version(
     return _read(request, session, name, version)
 
 
-@router.put("/{name}/versions/{version}/tags/{key}", summary="Set a version tag")
+@router.put(
+    "/{name}/versions/{version}/tags/{key}",
+    summary="Set a version tag",
+    dependencies=[needs(Scope.TRAIN)],
+)
 def set_version_tag(
     session: SessionDep, name: str, version: int, key: str, body: TagSet
 ) -> dict[str, str]:
     return usecases.tag(session, name=name, version=version, key=key, value=body.value)
 
 
-@router.delete("/{name}/versions/{version}/tags/{key}", summary="Remove a version tag")
+@router.delete(
+    "/{name}/versions/{version}/tags/{key}",
+    summary="Remove a version tag",
+    dependencies=[needs(Scope.TRAIN)],
+)
 def delete_version_tag(session: SessionDep, name: str, version: int, key: str) -> dict[str, str]:
     return usecases.tag(session, name=name, version=version, key=key, value=None)
 
 
-@router.post("/{name}/versions/{version}/archive", summary="Archive a version")
+@router.post(
+    "/{name}/versions/{version}/archive",
+    summary="Archive a version",
+    dependencies=[needs(Scope.ADMIN)],
+)
 def archive_version(
     request: Request, session: SessionDep, name: str, version: int
 ) -> ModelVersionRead:
@@ -110,7 +128,11 @@ def archive_version(
     return _read(request, session, name, version)
 
 
-@router.post("/{name}/versions/{version}/unarchive", summary="Unarchive a version")
+@router.post(
+    "/{name}/versions/{version}/unarchive",
+    summary="Unarchive a version",
+    dependencies=[needs(Scope.ADMIN)],
+)
 def unarchive_version(
     request: Request, session: SessionDep, name: str, version: int
 ) -> ModelVersionRead:
@@ -123,6 +145,7 @@ def unarchive_version(
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
     summary="Delete a version",
+    dependencies=[needs(Scope.ADMIN)],
 )
 def delete_version(session: SessionDep, name: str, version: int) -> Response:
     """Delete a version that no alias points at (409 otherwise). Its ONNX and Keras files
@@ -133,7 +156,11 @@ def delete_version(session: SessionDep, name: str, version: int) -> Response:
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.get("/{name}/versions/{version}/lineage", summary="Where a version came from")
+@router.get(
+    "/{name}/versions/{version}/lineage",
+    summary="Where a version came from",
+    dependencies=[needs(Scope.READ)],
+)
 def get_lineage(session: SessionDep, name: str, version: int) -> LineageRead:
     """The job that trained it, the exact spec and seed, the dataset (id, sha256, shape),
     the versions of Kiln and of every library in the training path, the device, and the
@@ -152,6 +179,7 @@ def retrain_version(
     session: SessionDep,
     store: StoreDep,
     dispatcher: DispatcherDep,
+    who: TrainCaller,
     name: str,
     version: int,
     body: RetrainCreate | None = None,
@@ -159,13 +187,10 @@ def retrain_version(
     """Queue a job with this version's exact spec, on its own dataset or another one, into
     the same model or another. The spec is checked against the dataset as for any job;
     the new version records that it was retrained from this one."""
+    body = body or RetrainCreate()
+    who.require(Scope.TRAIN, model=body.model_name or name)
     job = job_usecases.retrain(
-        session,
-        store,
-        dispatcher,
-        model_name=name,
-        version=version,
-        body=body or RetrainCreate(),
+        session, store, dispatcher, model_name=name, version=version, body=body, owner=who.owner
     )
     response.headers["Location"] = views.job_url(request, job)
     return views.job_accepted(request, job)
@@ -176,6 +201,7 @@ def retrain_version(
     summary="Download a version's ONNX file",
     response_class=Response,
     responses={**ERROR_RESPONSES, 200: {"content": {"application/octet-stream": {}}}},
+    dependencies=[needs(Scope.READ)],
 )
 def download_onnx(session: SessionDep, store: StoreDep, name: str, version: int) -> Response:
     """The ONNX model, checked against its recorded sha256 before it is sent."""

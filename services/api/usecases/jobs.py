@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
+from core.access import Scope, ScopeMissing
 from registry import jobs, versions
 from registry.artifacts import ArtifactStore
 from registry.errors import InvalidState
 from registry.models import Dataset, TrainingJob
+from services.api.auth import Caller
 from services.api.dispatch import Dispatcher
 from services.api.schemas import JobCreate, RetrainCreate
 from services.api.usecases import datasets
@@ -15,13 +17,21 @@ from training.spec import DataInfo, ModelSpec, check_against_data
 
 
 def submit(
-    session: Session, store: ArtifactStore, dispatcher: Dispatcher, body: JobCreate
+    session: Session,
+    store: ArtifactStore,
+    dispatcher: Dispatcher,
+    body: JobCreate,
+    *,
+    owner: str | None,
 ) -> TrainingJob:
     """Queue a training job of the spec on the dataset, refused (422) when the spec cannot
     train on it."""
     dataset = datasets.resolve(session, store, body.dataset)
     job = TrainingJob(
-        model_name=body.model_name, dataset_id=dataset.id, spec=body.spec.model_dump(mode="json")
+        model_name=body.model_name,
+        dataset_id=dataset.id,
+        spec=body.spec.model_dump(mode="json"),
+        owner=owner,
     )
     return _queue(session, dispatcher, dataset, body.spec, job)
 
@@ -34,6 +44,7 @@ def retrain(
     model_name: str,
     version: int,
     body: RetrainCreate,
+    owner: str | None,
 ) -> TrainingJob:
     """Queue a job with a version's exact spec, on its dataset or another, into the same
     model or another; the new version records where it came from."""
@@ -45,13 +56,21 @@ def retrain(
         # The version's exact stored spec, not a re-dump that would add newer defaults.
         spec=dict(source.spec),
         retrained_from_id=source.id,
+        owner=owner,
     )
     return _queue(session, dispatcher, dataset, ModelSpec.model_validate(source.spec), job)
 
 
-def cancel(session: Session, *, job_id: str) -> TrainingJob:
-    """Cancel a queued or running job; its worker sees it at its next heartbeat."""
+def cancel(session: Session, *, job_id: str, caller: Caller) -> TrainingJob:
+    """Cancel a queued or running job; its worker sees it at its next heartbeat. Only its
+    owner or an admin may (403 otherwise)."""
     job = jobs.get_job(session, job_id=job_id)
+    caller.require(Scope.TRAIN, model=job.model_name)
+    if not caller.may_act_for(job.owner):
+        raise ScopeMissing(
+            f"job {job_id} was submitted by {job.owner!r}; only its owner or a key with the "
+            "'admin' scope may cancel it"
+        )
     if not jobs.cancel_job(session, job_id=job_id):
         raise InvalidState(
             f"job {job_id} is {job.state}; only queued or running jobs can be cancelled"

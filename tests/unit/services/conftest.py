@@ -12,10 +12,16 @@ from services.settings import ApiSettings
 
 @pytest.fixture(scope="module")
 def client(db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
-    """The API in-process on the parametrised database, with no broker and no sweeper."""
+    """The API in-process on the parametrised database, with no broker and no sweeper,
+    open (no key needed) on both: tests of keys and scopes make their own
+    (tests/unit/services/api/test_auth.py)."""
     home: Path = tmp_path_factory.mktemp("kiln")
     settings = ApiSettings(
-        kiln_home=home, database_url=db_url, redis_url=None, job_sweep_interval_s=3600
+        kiln_home=home,
+        database_url=db_url,
+        redis_url=None,
+        job_sweep_interval_s=3600,
+        kiln_auth="off",
     )
     with TestClient(create_app(settings)) as c:
         yield c

@@ -9,22 +9,36 @@ saying here what it should answer fails the test, instead of answering 500 by om
 from __future__ import annotations
 
 import importlib
+import logging
 import pkgutil
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
 from core.errors import ErrorKind, KilnError
+from registry.db import make_engine
 from services import problems
 from services.predict import responses
+from tests.e2e.conftest import free_port
 
 INTENDED: dict[str, int] = {
     # core.errors: the base, whose kind is internal
     "internal_error": 500,
+    # core.access: keys and scopes
+    "unauthenticated": 401,
+    "scope_missing": 403,
+    "model_not_allowed": 403,
+    "cross_site_request": 403,
+    "keys_unavailable": 503,
     # registry.errors
     "dataset_not_found": 404,
     "job_not_found": 404,
+    "key_not_found": 404,
     "model_not_found": 404,
     "version_not_found": 404,
     "alias_not_found": 404,
@@ -32,6 +46,7 @@ INTENDED: dict[str, int] = {
     "artifact_missing": 404,
     "artifact_corrupt": 500,
     "artifact_store_unavailable": 503,
+    "registry_unavailable": 503,
     "invalid_state": 409,
     "no_previous_version": 409,
     "version_in_use": 409,
@@ -146,3 +161,83 @@ def test_an_error_that_says_when_to_retry_sends_retry_after_from_both_services()
         assert client.get("/busy").headers["retry-after"] == "3"
     assert responses.error_response(KilnError("x", retry_after_s=0.1)).headers["retry-after"] == "1"
     assert "retry-after" not in responses.error_response(KilnError("x")).headers
+
+
+def _answer(route: Callable[[], None]) -> tuple[int, dict[str, str], dict[str, object]]:
+    app = FastAPI()
+    problems.install(app)
+    app.get("/route")(route)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        resp = client.get("/route")
+    return resp.status_code, dict(resp.headers), resp.json()
+
+
+def _refused() -> None:
+    # A PostgreSQL that is not running: what a request meets during an outage.
+    engine = make_engine(f"postgresql+psycopg://kiln:secret@127.0.0.1:{free_port()}/kiln")
+    with engine.connect() as conn:
+        conn.execute(text("SELECT name FROM registered_model WHERE name = :n"), {"n": "iris"})
+
+
+def _dropped() -> None:
+    raise DBAPIError(
+        "SELECT name FROM registered_model", {"n": "iris"}, OSError("gone"), True, True
+    )
+
+
+def _pool_exhausted(tmp_path: Path) -> Callable[[], None]:
+    engine = make_engine(
+        f"sqlite:///{tmp_path / 'kiln.db'}", pool_size=1, max_overflow=0, pool_timeout=0.01
+    )
+
+    def route() -> None:
+        with engine.connect(), engine.connect():  # the second waits for the first
+            pass
+
+    return route
+
+
+@pytest.mark.parametrize("cause", ["refused", "dropped", "pool_exhausted"])
+def test_a_database_that_does_not_answer_is_a_503_with_retry_after_and_one_log_line(
+    cause: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    route = {"refused": _refused, "dropped": _dropped}.get(cause) or _pool_exhausted(tmp_path)
+    with caplog.at_level(logging.WARNING, logger="kiln.api"):
+        status, headers, body = _answer(route)
+
+    assert status == 503
+    assert headers["content-type"] == problems.PROBLEM_JSON
+    assert int(headers["retry-after"]) >= 1
+    assert body["code"] == "registry_unavailable"
+    assert "try again" in str(body["detail"])
+    # Neither the statement nor its parameters nor the server's address reach the client.
+    for secret in ("registered_model", "iris", "127.0.0.1", "secret"):
+        assert secret not in str(body)
+    lines = [r for r in caplog.records if r.name == "kiln.api"]
+    assert len(lines) == 1
+    assert lines[0].levelno == logging.WARNING
+    assert lines[0].exc_info is None
+    assert "GET /route answered 503" in lines[0].getMessage()
+
+
+def test_other_database_errors_and_bugs_are_a_500_problem_without_details(
+    tmp_path: Path,
+) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'kiln.db'}")
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE t (name TEXT UNIQUE)"))
+
+    def duplicate() -> None:
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO t VALUES ('secret'), ('secret')"))
+
+    def bug() -> None:
+        raise RuntimeError("secret internals")
+
+    for route in (duplicate, bug):
+        status, headers, body = _answer(route)
+        assert status == 500
+        assert headers["content-type"] == problems.PROBLEM_JSON
+        assert body["code"] == "internal_error"
+        assert body["detail"] == "internal server error"
+        assert "retry-after" not in headers

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 
 from core.errors import ErrorKind, KilnError
 from services.predict.app import create_app
-from services.predict.serving import RequestHead
+from services.predict.request import RequestHead
 from services.predict.source import Ref
 from services.problems import STATUS
 from tests.unit.services.predict.models import (

@@ -8,13 +8,15 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from tests.factories import bearer
+
 
 def test_alias_lifecycle_over_http(client: TestClient, model: dict[str, Any]) -> None:
     name, (v1, v2, v3) = model["name"], model["versions"]
     put = client.put(
         f"/models/{name}/aliases/production",
         json={"version": v1, "reason": "first release"},
-        headers={"X-Kiln-Actor": "ana"},
+        headers=bearer(client.app, "ana", "admin"),
     )
     assert put.status_code == 200, put.text
     assert put.json()["from_version"] is None
@@ -27,7 +29,7 @@ def test_alias_lifecycle_over_http(client: TestClient, model: dict[str, Any]) ->
     back = client.post(
         f"/models/{name}/aliases/production/rollback",
         json={"to": "previous"},
-        headers={"X-Kiln-Actor": "ops"},
+        headers=bearer(client.app, "ops", "admin"),
     ).json()
     assert (back["from_version"], back["to_version"], back["actor"]) == (v2, v1, "ops")
     assert client.get(f"/models/{name}/aliases/production").json()["version"] == v1

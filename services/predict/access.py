@@ -1,0 +1,53 @@
+"""API keys on every predictor path: a request hook (services/predict/serving.py) that
+runs before the body is read, on the infer fast path and on FastAPI's routes alike.
+
+The key ring is reloaded in the background (`app._refresh_keys_forever`), never on a
+request: a lookup is a sha256 and a dict read. Health, metrics, server metadata and the
+OpenAPI pages stay open, for probes and scrapers (docs/decisions/0017).
+"""
+
+from __future__ import annotations
+
+from fastapi import Security
+from fastapi.security import HTTPBearer
+
+from core.access import KeyRing, Scope
+from services.predict.request import RequestHead, RequestHook
+
+PUBLIC = frozenset(
+    {"/v2", "/v2/health/live", "/v2/health/ready", "/metrics", "/docs", "/redoc", "/openapi.json"}
+)
+_AUTHORIZATION = b"authorization"
+
+# Declares the scheme in the OpenAPI document; the hook does the checking.
+documented = Security(
+    HTTPBearer(
+        auto_error=False,
+        scheme_name="apiKey",
+        description="An API key with the `predict` scope: `Authorization: Bearer kiln_…`.",
+    ),
+    scopes=[Scope.PREDICT.value],
+)
+
+
+def model_of(path: str) -> str | None:
+    """The model name a path names (`/v2/models/{name}…`, `/predict/{name}…`), alias cut."""
+    if path.startswith("/v2/models/"):
+        rest = path[11:]
+    elif path.startswith("/predict/"):
+        rest = path[9:]
+    else:
+        return None
+    return rest.partition("/")[0].partition("@")[0] or None
+
+
+def key_check(keys: KeyRing) -> RequestHook:
+    def check(head: RequestHead) -> None:
+        if head.path in PUBLIC:
+            return
+        header = head.header(_AUTHORIZATION)
+        grant = keys.authenticate(None if header is None else header.decode("latin-1"))
+        if grant is not None:
+            grant.require(Scope.PREDICT, model=model_of(head.path))
+
+    return check
