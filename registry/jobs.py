@@ -1,7 +1,9 @@
 """Training jobs: states, claims, heartbeats and recovery of jobs whose worker died.
 
 Every state change is a conditional UPDATE so that two workers, or a worker and the
-sweeper, can never both move the same job.
+sweeper, can never both move the same job. A worker's writes (heartbeat, folds, its final
+state) are fenced by the attempt it claimed: a worker that was paused while its job was
+taken back and claimed again writes nothing once it resumes.
 """
 
 from __future__ import annotations
@@ -100,12 +102,25 @@ def claim_job(session: Session, *, job_id: str, worker: str) -> TrainingJob | No
     return job
 
 
-def heartbeat(session: Session, *, job_id: str, progress: dict[str, Any] | None = None) -> bool:
-    """Record that the worker is alive (and where it is). False if the job is no longer running."""
+def _held_by(attempt: int) -> tuple[ColumnElement[bool], ...]:
+    # The fence: the job still runs, and under this attempt (claim_job counts them).
+    return (TrainingJob.state == RUNNING, TrainingJob.attempt == attempt)
+
+
+def heartbeat(
+    session: Session, *, job_id: str, attempt: int, progress: dict[str, Any] | None = None
+) -> bool:
+    """Record that attempt ``attempt`` is alive (and where it is). False, and nothing
+    written, once the job is no longer running under that attempt: cancelled, finished,
+    or taken back by the sweeper (and perhaps claimed again).
+
+    On PostgreSQL the row stays locked until the transaction ends, so a worker can fence
+    a longer write with it: a take-back waits, then finds the heartbeat moved.
+    """
     values: dict[str, Any] = {"heartbeat_at": utcnow()}
     if progress is not None:
         values["progress"] = progress
-    return _update(session, job_id, TrainingJob.state == RUNNING, **values)
+    return _update(session, job_id, *_held_by(attempt), **values)
 
 
 def record_fold(
@@ -118,11 +133,19 @@ def record_fold(
     metrics: dict[str, Any],
     history: dict[str, list[float]],
     progress: dict[str, Any] | None = None,
-) -> FoldMetric:
+    attempt: int | None = None,
+) -> FoldMetric | None:
     """Store a finished fold. ``progress``, the job's progress without this fold's running
     curves, is written in the same transaction, so the curves are in one place at a time.
+
+    With ``attempt`` (a worker's write) the fold is stored only while the job runs under
+    that attempt, as a heartbeat; None, and nothing written, otherwise. Without it the row
+    is written whatever the job's state (imports, fixtures).
     """
-    if progress is not None:
+    if attempt is not None:
+        if not heartbeat(session, job_id=job_id, attempt=attempt, progress=progress):
+            return None
+    elif progress is not None:
         _update(session, job_id, progress=progress)
     # A retried attempt trains the folds again: its numbers replace the lost attempt's.
     existing = session.scalars(
@@ -143,11 +166,13 @@ def finish_job(
     session: Session,
     *,
     job_id: str,
+    attempt: int,
     state: JobState,
     reason: str | None = None,
     progress: dict[str, Any] | None = None,
 ) -> bool:
-    """Move a running job to a terminal state. False if it was not running any more.
+    """Move a job running under ``attempt`` to a terminal state. False, and nothing
+    written, if it was not running under that attempt any more.
 
     A succeeded job's progress becomes ``progress`` (by default none: its last epoch report
     would read as stale); a failed or cancelled one keeps its last report, and with it
@@ -160,7 +185,7 @@ def finish_job(
     return _move(
         session,
         job_id,
-        TrainingJob.state == RUNNING,
+        *_held_by(attempt),
         to=state,
         message=reason,
         at=now,

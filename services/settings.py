@@ -18,6 +18,11 @@ class ApiSettings(RegistrySettings, BrokerSettings):
     job_heartbeat_timeout_s: float = 120.0
     job_max_attempts: int = 3
     job_sweep_interval_s: float = 15.0
+    # A queued job whose message went out this long ago and was not claimed is sent again
+    # (its message may have been lost in a broker restart). A duplicate is harmless: only
+    # one delivery can claim a queued job. With the sweep interval, a lost message is sent
+    # again within a minute of the broker's return.
+    job_requeue_after_s: float = Field(default=30.0, gt=0)
     # Files a deleted version leaves unreferenced are removed by the sweeper this long
     # after the delete: longer than any one registration's upload (registry.orphans).
     artifact_orphan_grace_s: float = Field(default=600.0, ge=0)

@@ -6,18 +6,26 @@ the API, or taken back by the sweeper), runs the job kind's body, and turns what
 raises into the job's failure reason. The body stores its results through the run:
 `store_fold` for each fold as it ends, `succeed` for the final rows together with the
 terminal state.
+
+Every write is fenced by the attempt the claim made (registry.jobs): a worker that was
+paused (SIGSTOP, a frozen VM) while the sweeper gave its job to another attempt writes
+nothing once it resumes, and stops at that write as it would for a cancel. Every write is
+also tried again, with backoff, while the database is unreachable for up to
+`WORKER_DB_RETRY_S`: a short outage during a fold costs a pause, not the attempt.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import random
 import socket
 import threading
+import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.errors import KilnError
@@ -31,9 +39,22 @@ from workers.progress import Progress
 log = logging.getLogger("kiln.worker")
 T = TypeVar("T")
 
+# The first pause before writing again, and the longest; each pause doubles, with jitter
+# so that workers that lost the database together do not all come back at once.
+_FIRST_BACKOFF_S, _MAX_BACKOFF_S = 0.5, 8.0
+
+
+def transient(exc: BaseException) -> bool:
+    """A database error worth trying again: the server unreachable or restarting, a
+    connection dropped under the pool, a SQLite lock held too long."""
+    if isinstance(exc, OperationalError | InterfaceError):
+        return True
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+
 
 class JobRun:
-    """The claimed job (`job`, a detached row), its progress and its heartbeat.
+    """The claimed job (`job`, a detached row, claimed as `attempt`), its progress and its
+    heartbeat.
 
     The heartbeat thread writes the progress snapshot; `store_fold` writes a fold row and
     the snapshot without that fold's running curves. Both hold one lock, so the database
@@ -41,11 +62,20 @@ class JobRun:
     the fold's row.
     """
 
-    def __init__(self, sm: sessionmaker[Session], job: TrainingJob, heartbeat_interval_s: float):
+    def __init__(
+        self,
+        sm: sessionmaker[Session],
+        job: TrainingJob,
+        heartbeat_interval_s: float,
+        *,
+        db_retry_s: float = 60.0,
+    ):
         self.job = job
+        self.attempt = job.attempt
         self.progress: Progress | None = None
         self._sm = sm
         self._interval = heartbeat_interval_s
+        self._retry_s = db_retry_s
         self._writing = threading.Lock()
         self._lost = threading.Event()
         self._done = threading.Event()
@@ -62,51 +92,114 @@ class JobRun:
         self.progress = progress
         return progress
 
-    def beat(self) -> None:
-        with self._writing, self._sm() as session:
-            snapshot = self.progress.snapshot() if self.progress is not None else None
-            alive = jobs.heartbeat(session, job_id=self.job.id, progress=snapshot)
-            session.commit()
+    def beat(self, *, retry_s: float | None = None) -> None:
+        """Write a heartbeat with the progress; ``retry_s``: how long to keep trying while
+        the database is unreachable (default: WORKER_DB_RETRY_S)."""
+        with self._writing:
+            alive = self._write(
+                "heartbeat",
+                lambda session: jobs.heartbeat(
+                    session,
+                    job_id=self.job.id,
+                    attempt=self.attempt,
+                    progress=self.progress.snapshot() if self.progress is not None else None,
+                ),
+                retry_s=retry_s,
+            )
         if not alive:
             self._lost.set()
 
     def store_fold(self, result: FoldResult) -> None:
-        with self._writing, self._sm() as session:
-            snapshot = None
+        """Store a finished fold, or raise `Cancelled` (nothing stored) when the job is no
+        longer this attempt's, so that training stops there."""
+        with self._writing:
             if self.progress is not None:
                 self.progress.fold_stored(result.fold)
-                snapshot = self.progress.snapshot()
-            jobs.record_fold(
-                session,
-                job_id=self.job.id,
-                fold=result.fold,
-                n_train=result.n_train,
-                n_val=result.n_val,
-                metrics=result.metrics,
-                history=result.history,
-                progress=snapshot,
+            stored = self._write(
+                f"fold {result.fold}",
+                lambda session: jobs.record_fold(
+                    session,
+                    job_id=self.job.id,
+                    attempt=self.attempt,
+                    fold=result.fold,
+                    n_train=result.n_train,
+                    n_val=result.n_val,
+                    metrics=result.metrics,
+                    history=result.history,
+                    progress=self.progress.snapshot() if self.progress is not None else None,
+                ),
             )
-            session.commit()
+        if stored is None:
+            self._lost.set()
+            raise Cancelled(
+                f"job {self.job.id} is no longer attempt {self.attempt}'s (cancelled, or taken "
+                f"back); fold {result.fold} was not stored"
+            )
 
     def succeed(self, write: Callable[[Session], T], *, progress: dict[str, object]) -> T | None:
         """Write the job's results with ``write`` and mark it succeeded, in one transaction;
         None (and nothing written) when the job stopped being this run's meanwhile. The
         heartbeat goes on meanwhile: storing a large artifact must not look like a dead
         worker."""
-        with self._sm() as session:
+        kept: list[T] = []
+
+        def register(session: Session) -> None:
+            kept.clear()  # a retry starts again
+            # The fence first, in the same transaction: a stale attempt stores no artifact
+            # and registers nothing, and on PostgreSQL the row it locks keeps the sweeper
+            # from taking the job back before the commit.
+            if not jobs.heartbeat(session, job_id=self.job.id, attempt=self.attempt):
+                return
             value = write(session)
             if not jobs.finish_job(
-                session, job_id=self.job.id, state=JobState.SUCCEEDED, progress=progress
+                session,
+                job_id=self.job.id,
+                attempt=self.attempt,
+                state=JobState.SUCCEEDED,
+                progress=progress,
             ):
                 session.rollback()
-                return None
-            session.commit()
-            return value
+                return
+            kept.append(value)
+
+        self._write("registration", register)
+        if not kept:
+            self._lost.set()
+            return None
+        return kept[0]
 
     def fail(self, reason: str) -> None:
-        with self._sm() as session:
-            jobs.finish_job(session, job_id=self.job.id, state=JobState.FAILED, reason=reason)
-            session.commit()
+        """Fail the job with ``reason``; nothing when it is no longer this attempt's (a
+        stale attempt's failure is not the job's)."""
+        failed = self._write(
+            "failure",
+            lambda session: jobs.finish_job(
+                session,
+                job_id=self.job.id,
+                attempt=self.attempt,
+                state=JobState.FAILED,
+                reason=reason,
+            ),
+        )
+        if not failed:
+            log.warning(
+                "job %s is no longer attempt %d's; its failure was not recorded: %s",
+                self.job.id,
+                self.attempt,
+                reason,
+            )
+
+    def outcome_of_stop(self) -> str:
+        """What a stop meant, for the log: a cancel, or a take-back."""
+        try:
+            with self._sm() as session:
+                job = jobs.get_job(session, job_id=self.job.id)
+                state, attempt = job.state, job.attempt
+        except DBAPIError:
+            return "stopped"
+        if state == JobState.CANCELLED:
+            return "cancelled"
+        return f"stopped: attempt {self.attempt} superseded (job {state}, attempt {attempt})"
 
     def __enter__(self) -> JobRun:
         self._beat.start()
@@ -116,11 +209,42 @@ class JobRun:
         self._done.set()
         self._beat.join(timeout=self._interval + 5)
 
+    def _write(
+        self, what: str, write: Callable[[Session], T], *, retry_s: float | None = None
+    ) -> T:
+        """``write`` in a transaction of its own, committed; tried again with backoff while
+        the error is transient, for up to ``retry_s`` (then raised)."""
+        deadline = time.monotonic() + (self._retry_s if retry_s is None else retry_s)
+        pause = _FIRST_BACKOFF_S
+        while True:
+            try:
+                with self._sm() as session:
+                    value = write(session)
+                    session.commit()
+                    return value
+            except DBAPIError as exc:
+                left = deadline - time.monotonic()
+                if not transient(exc) or left <= 0:
+                    raise
+                wait = min(left, pause * random.uniform(0.5, 1.0))
+                log.warning(
+                    "job %s: %s not written (%s); trying again in %.1f s",
+                    self.job.id,
+                    what,
+                    type(exc).__name__,
+                    wait,
+                )
+                time.sleep(wait)
+                pause = min(pause * 2, _MAX_BACKOFF_S)
+
     def _beat_forever(self) -> None:
         while not self._done.wait(self._interval):
             try:
-                self.beat()
-            except OperationalError:
+                # One try a beat: the next beat is its retry, for as long as the run lasts.
+                self.beat(retry_s=0)
+            except DBAPIError as exc:
+                if not transient(exc):
+                    raise
                 log.warning("heartbeat for job %s failed; will try again", self.job.id)
 
 
@@ -130,13 +254,15 @@ def run_job(
     sm: sessionmaker[Session],
     heartbeat_interval_s: float,
     body: Callable[[JobRun], str],
+    db_retry_s: float = 60.0,
 ) -> str:
     """Run one job to a terminal state with ``body``; return what happened, for the log.
 
     A `KilnError` from the body fails the job with its code and message; an unexpected
-    exception fails it as an internal error; `Cancelled` leaves it as the API set it; a
-    database that cannot be reached leaves it running and raises, so Celery retries and
-    the sweeper queues it again once its heartbeat is stale.
+    exception fails it as an internal error; `Cancelled` leaves it as the API (or the
+    sweeper) set it; a database that cannot be reached for ``db_retry_s`` leaves it
+    running and raises, so Celery retries and the sweeper queues it again once its
+    heartbeat is stale.
     """
     worker = f"{socket.gethostname()}:{os.getpid()}"
     with sm() as session:
@@ -146,17 +272,17 @@ def run_job(
         # Another delivery of the same message claimed it, or it was cancelled or
         # finished: nothing to do, and acknowledging the message is right.
         return "skipped: not queued"
-    with JobRun(sm, job, heartbeat_interval_s) as run:
+    with JobRun(sm, job, heartbeat_interval_s, db_retry_s=db_retry_s) as run:
         try:
             return body(run)
         except Cancelled:
-            return "cancelled"
+            return run.outcome_of_stop()
         except KilnError as exc:
             run.fail(f"{exc.code}: {exc}")
             return f"failed: {exc}"
-        except OperationalError:
-            raise
         except Exception as exc:
+            if isinstance(exc, DBAPIError) and transient(exc):
+                raise
             log.exception("job %s failed", job_id)
             run.fail(f"internal_error: {type(exc).__name__}: {exc}")
             return f"failed: {exc}"

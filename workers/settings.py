@@ -35,6 +35,11 @@ class BrokerSettings(BaseSettings):
 
 class WorkerSettings(RegistrySettings, BrokerSettings):
     worker_heartbeat_interval_s: float = 2.0
+    # A running job's writes (folds, progress, its result) are tried again with backoff
+    # while the registry database is unreachable, for this long, before the attempt is
+    # given up; the fold results wait in memory meanwhile. Keep it under the API's
+    # JOB_HEARTBEAT_TIMEOUT_S, or the sweeper takes the job back during the wait.
+    worker_db_retry_s: float = Field(default=60.0, ge=0)
     # Each job runs in a fresh child process: TensorFlow's memory is returned when it ends.
     worker_max_tasks_per_child: int = 1
     worker_concurrency: int = 1

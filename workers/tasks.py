@@ -23,6 +23,7 @@ def register_tasks(
     store_factory: Callable[[], ArtifactStore],
     heartbeat_interval_s: float,
     fold_processes: int = 1,
+    db_retry_s: float = 60.0,
 ) -> None:
     """Bind the tasks to `app`. Factories run in the child process, after the fork."""
 
@@ -42,6 +43,7 @@ def register_tasks(
             store=store_factory(),
             heartbeat_interval_s=heartbeat_interval_s,
             fold_processes=fold_processes,
+            db_retry_s=db_retry_s,
         )
         log.info("job %s: %s", job_id, outcome)
         return outcome

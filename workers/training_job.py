@@ -67,10 +67,13 @@ def train(run: JobRun, *, store: ArtifactStore, fold_processes: int = 1) -> str:
         return versions.register_version(session, model_name=job.model_name, row=row)
 
     # The refit's curves have no fold row: they stay in the finished job's progress.
+    # `succeed` checks that the job is still this attempt's before `register` runs, in its
+    # transaction: a paused worker whose job went to another attempt registers nothing.
     version = run.succeed(register, progress={"history": {"refit": progress.refit_history()}})
     if version is None:
-        # Cancelled or taken back while exporting: the registry stays as it was.
-        return "dropped: job no longer running"
+        # Cancelled or taken back (perhaps claimed again) meanwhile: the registry stays
+        # as it was.
+        return "dropped: job no longer this attempt's"
     return f"registered {job.model_name} version {version.version}"
 
 
@@ -81,6 +84,7 @@ def run_training_job(
     store: ArtifactStore,
     heartbeat_interval_s: float,
     fold_processes: int = 1,
+    db_retry_s: float = 60.0,
 ) -> str:
     """Run one training job to a terminal state; what the Celery task calls."""
     return run_job(
@@ -88,4 +92,5 @@ def run_training_job(
         sm=sm,
         heartbeat_interval_s=heartbeat_interval_s,
         body=lambda run: train(run, store=store, fold_processes=fold_processes),
+        db_retry_s=db_retry_s,
     )

@@ -41,4 +41,5 @@ register_tasks(
     store_factory=_store,
     heartbeat_interval_s=settings.worker_heartbeat_interval_s,
     fold_processes=settings.worker_fold_processes,
+    db_retry_s=settings.worker_db_retry_s,
 )

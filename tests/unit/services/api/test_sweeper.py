@@ -10,6 +10,7 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 from sqlalchemy import update
+from sqlalchemy.orm import Session, sessionmaker
 
 from registry import jobs, versions
 from registry.db import make_engine, make_sessionmaker, utcnow
@@ -17,8 +18,9 @@ from registry.models import TrainingJob
 from services.api.dispatch import Dispatcher
 from services.api.sweeper import sweep_jobs, sweep_orphans
 from services.settings import ApiSettings
-from tests.factories import SPEC, make_version
+from tests.factories import SPEC, make_job, make_version
 from workers.celery_app import GPU_QUEUE, TRAINING_QUEUE, make_celery
+from workers.jobrun import JobRun, run_job
 
 
 def _queued_on(folder: Path) -> list[str]:
@@ -129,3 +131,98 @@ def test_a_deleted_versions_files_go_after_the_grace_period(
     assert sweep_orphans(sm, store, grace_s=0) == []
     with sm() as session:
         assert versions.get_model(session, name="gone").versions == []
+
+
+class FlakyBroker:
+    """A dispatcher whose broker is down until `up`; it records the jobs it sent."""
+
+    def __init__(self, *, up: bool) -> None:
+        self.up = up
+        self.sent: list[str] = []
+
+    def send(self, job_id: str, _spec: Any) -> bool:
+        if self.up:
+            self.sent.append(job_id)
+        return self.up
+
+
+def _sweep(sm: sessionmaker[Session], broker: FlakyBroker) -> list[str]:
+    defaults = ApiSettings.model_fields
+    return sweep_jobs(
+        sm,
+        broker,  # type: ignore[arg-type]
+        heartbeat_timeout_s=60,
+        max_attempts=3,
+        requeue_after_s=defaults["job_requeue_after_s"].default,
+    )
+
+
+def _age(sm: sessionmaker[Session], job_id: str, **seconds_ago: float) -> None:
+    with sm() as session:
+        session.execute(
+            update(TrainingJob)
+            .where(TrainingJob.id == job_id)
+            .values({k: utcnow() - timedelta(seconds=s) for k, s in seconds_ago.items()})
+        )
+        session.commit()
+
+
+def test_by_default_a_lost_message_is_sent_again_within_a_minute() -> None:
+    # The requirement, in the defaults: a message is sent again once it is
+    # JOB_REQUEUE_AFTER_S old, by a sweep that comes every JOB_SWEEP_INTERVAL_S.
+    defaults = ApiSettings.model_fields
+    assert defaults["job_requeue_after_s"].default + defaults["job_sweep_interval_s"].default <= 60
+
+
+def test_a_job_submitted_while_the_broker_was_down_is_sent_once_it_is_back(
+    own_api: tuple[TestClient, ApiSettings], own_db: str
+) -> None:
+    client, _ = own_api
+    broker = FlakyBroker(up=False)
+    client.app.state.dispatcher = broker  # type: ignore[attr-defined]
+    resp = client.post(
+        "/jobs", json={"model_name": "down", "dataset": "sklearn:breast_cancer", "spec": SPEC}
+    )
+    assert resp.status_code == 202, resp.text
+    job_id = resp.json()["id"]
+    sm = make_sessionmaker(make_engine(own_db))
+    _age(sm, job_id, created_at=60)
+
+    assert _sweep(sm, broker) == []  # still down: nothing sent, nothing recorded as sent
+    with sm() as session:
+        assert jobs.get_job(session, job_id=job_id).enqueued_at is None
+
+    broker.up = True
+    assert _sweep(sm, broker) == [job_id]
+    assert _sweep(sm, broker) == []  # recorded as sent: the next sweep leaves it
+    assert broker.sent == [job_id]
+
+
+def test_a_message_lost_in_a_broker_restart_is_sent_again_and_the_job_runs_once(
+    own_db: str,
+) -> None:
+    sm = make_sessionmaker(make_engine(own_db))
+    with sm() as session:
+        job_id = make_job(session, model_name="lost").id
+        jobs.mark_enqueued(session, job_id=job_id)
+        session.commit()
+    broker = FlakyBroker(up=True)
+    assert _sweep(sm, broker) == []  # just sent: the worker has time to take it
+
+    # The broker restarted and forgot the message (it was never claimed).
+    _age(sm, job_id, created_at=120, enqueued_at=31)
+    assert _sweep(sm, broker) == [job_id]
+
+    # Had the first message survived after all, both are delivered: one run, one attempt.
+    ran: list[int] = []
+
+    def body(run: JobRun) -> str:
+        ran.append(run.attempt)
+        return "done"
+
+    outcomes = [run_job(job_id, sm=sm, heartbeat_interval_s=3600, body=body) for _ in range(2)]
+
+    assert outcomes == ["done", "skipped: not queued"]
+    assert ran == [1]
+    with sm() as session:
+        assert jobs.get_job(session, job_id=job_id).attempt == 1
