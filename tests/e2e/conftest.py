@@ -21,6 +21,32 @@ import redis
 from tests.conftest import create_pg_database, drop_pg_database, pg_url, require_server
 
 REDIS_URL = os.environ.get("KILN_TEST_REDIS_URL", "redis://127.0.0.1:6379/7")
+# The end-to-end tests' HTTP client. A stack on PostgreSQL requires API keys: its admin
+# key goes here, and into KILN_API_KEY for the `kiln` commands the tests run.
+http = httpx.Client(timeout=30)
+
+
+def kiln_command() -> str:
+    return shutil.which("kiln", path=str(Path(sys.executable).parent)) or "kiln"
+
+
+def bootstrap_key(env: dict[str, str]) -> str:
+    """Migrate the stack's registry and make its first admin key with `kiln keys
+    bootstrap`, as an operator does before the first start."""
+    kiln = kiln_command()
+    subprocess.run([kiln, "db", "upgrade"], env=env, check=True, capture_output=True)
+    made = subprocess.run(
+        [kiln, "keys", "bootstrap", "--owner", "e2e-admin"],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    token = made.stdout.strip().splitlines()[-1]
+    assert token.startswith("kiln_"), made.stdout
+    env["KILN_API_KEY"] = token
+    http.headers["Authorization"] = f"Bearer {token}"
+    return token
 
 
 def free_port() -> int:
@@ -121,8 +147,9 @@ def stack(
             lambda: redis.Redis.from_url(REDIS_URL, socket_timeout=3).ping(),
         )
         redis.Redis.from_url(REDIS_URL).flushdb()
+        bootstrap_key(env)
     log = home / "kiln-up.log"
-    kiln = shutil.which("kiln", path=str(Path(sys.executable).parent)) or "kiln"
+    kiln = kiln_command()
     with log.open("wb") as out:
         proc = subprocess.Popen([kiln, "up"], env=env, stdout=out, stderr=subprocess.STDOUT)
     s = Stack(
@@ -150,6 +177,7 @@ def stack(
         left = [pid for pid in kids if Path(f"/proc/{pid}").exists() and cmdline(pid)]
         for pid in left:
             os.kill(pid, signal.SIGKILL)
+        http.headers.pop("Authorization", None)
         if dbname:
             drop_pg_database(dbname)
         assert clean, f"kiln up did not exit cleanly on Ctrl-C:\n{s.log_tail()}"

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_breast_cancer
 
-from tests.e2e.conftest import Stack, children_of, cmdline, maps_tensorflow
+from tests.e2e.conftest import Stack, children_of, cmdline, http, kiln_command, maps_tensorflow
 from tests.factories import mlp
 
 pytestmark = pytest.mark.e2e
@@ -46,7 +46,7 @@ def wait_for(
     seen: list[dict[str, Any]] = []
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        job = httpx.get(f"{api}/jobs/{job_id}", timeout=10).json()
+        job = http.get(f"{api}/jobs/{job_id}", timeout=10).json()
         seen.append(job)
         if job["state"] in TERMINAL:
             return job, seen
@@ -57,7 +57,7 @@ def wait_for(
 @pytest.fixture(scope="module")
 def trained(stack: Stack) -> dict[str, Any]:
     data, features, X = breast_cancer_csv()
-    up = httpx.post(
+    up = http.post(
         f"{stack.api}/datasets",
         files={"file": ("breast_cancer.csv", io.BytesIO(data), "text/csv")},
         data={"target": "target"},
@@ -65,7 +65,7 @@ def trained(stack: Stack) -> dict[str, Any]:
     assert up.status_code == 201, up.text
     dataset = up.json()
     started = time.monotonic()
-    resp = httpx.post(
+    resp = http.post(
         f"{stack.api}/jobs", json={"model_name": "cancer", "dataset": dataset["id"], "spec": SPEC}
     )
     assert resp.status_code == 202, resp.text
@@ -89,7 +89,7 @@ def test_job_reports_progress_and_transitions(trained: dict[str, Any]) -> None:
 
 def test_registry_holds_sane_metrics_and_parity(stack: Stack, trained: dict[str, Any]) -> None:
     job = trained["job"]
-    mv = httpx.get(job["links"]["model_version"]).json()
+    mv = http.get(job["links"]["model_version"]).json()
     assert mv["version"] == job["model_version"] == 1
     assert mv["dataset"]["sha256"] == hashlib.sha256(trained["csv"]).hexdigest()
     assert mv["dataset"]["n_rows"] == 569
@@ -112,10 +112,10 @@ def test_registry_holds_sane_metrics_and_parity(stack: Stack, trained: dict[str,
     assert sig["feature_names"] == trained["features"]
     assert sig["class_labels"] == [0, 1]
     assert sig["inputs"] == [{"name": "features", "datatype": "FP32", "shape": [-1, 30]}]
-    onnx = httpx.get(mv["artifacts"]["onnx"]["url"])
+    onnx = http.get(mv["artifacts"]["onnx"]["url"])
     assert onnx.status_code == 200
     assert hashlib.sha256(onnx.content).hexdigest() == mv["artifacts"]["onnx"]["sha256"]
-    models = httpx.get(f"{stack.api}/models").json()["items"]
+    models = http.get(f"{stack.api}/models").json()["items"]
     assert {"name": "cancer", "latest_version": 1}.items() <= {
         k: v for m in models if m["name"] == "cancer" for k, v in m.items()
     }.items()
@@ -143,11 +143,11 @@ def keras_probabilities(stack: Stack, keras_sha256: str, X: np.ndarray) -> np.nd
 
 
 def test_predictions_match_keras_through_both_routes(stack: Stack, trained: dict[str, Any]) -> None:
-    mv = httpx.get(trained["job"]["links"]["model_version"]).json()
+    mv = http.get(trained["job"]["links"]["model_version"]).json()
     X = trained["X"][:40]
     expected = keras_probabilities(stack, mv["artifacts"]["keras"]["sha256"], X).reshape(-1)
 
-    infer = httpx.post(
+    infer = http.post(
         f"{stack.predict}/v2/models/cancer/infer",
         json={
             "inputs": [
@@ -168,7 +168,7 @@ def test_predictions_match_keras_through_both_routes(stack: Stack, trained: dict
     assert np.max(np.abs(got - expected)) < 1e-4
 
     rows = [dict(zip(trained["features"], map(float, r), strict=True)) for r in X]
-    friendly = httpx.post(f"{stack.predict}/predict/cancer/versions/1", json={"rows": rows})
+    friendly = http.post(f"{stack.predict}/predict/cancer/versions/1", json={"rows": rows})
     assert friendly.status_code == 200, friendly.text
     preds = friendly.json()["predictions"]
     p1 = np.array([p["probabilities"]["1"] for p in preds])
@@ -176,12 +176,57 @@ def test_predictions_match_keras_through_both_routes(stack: Stack, trained: dict
     assert [p["label"] for p in preds] == [1 if e >= 0.5 else 0 for e in expected]
 
 
+def test_api_keys_guard_the_api_and_the_predictors_fast_path(
+    stack: Stack, trained: dict[str, Any]
+) -> None:
+    infer_url = f"{stack.predict}/v2/models/cancer/versions/1/infer"
+    one_row = {
+        "inputs": [
+            {
+                "name": "features",
+                "shape": [1, 30],
+                "datatype": "FP32",
+                "data": [float(v) for v in trained["X"][0]],
+            }
+        ]
+    }
+    if stack.kind == "embedded":  # runs open, and says so at start
+        assert httpx.get(f"{stack.api}/models").status_code == 200
+        assert httpx.post(infer_url, json=one_row).status_code == 200
+        assert "KILN IS RUNNING OPEN" in stack.log.read_text(errors="replace")
+        return
+    anonymous = httpx.get(f"{stack.api}/models")
+    assert anonymous.status_code == 401
+    assert anonymous.headers["content-type"] == "application/problem+json"
+    assert httpx.post(infer_url, json=one_row).status_code == 401
+    assert httpx.post(f"{stack.api}/models/cancer/versions/1/archive").status_code == 401
+
+    env = {**stack.env, "KILN_API_URL": stack.api}
+    made = subprocess.run(
+        [kiln_command(), "keys", "create", "scorer", "--scope", "predict"],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    scorer = {"Authorization": f"Bearer {made.stdout.strip().splitlines()[-1]}"}
+    deadline = time.monotonic() + 10  # a new key counts within AUTH_KEY_REFRESH_S
+    served = httpx.post(infer_url, json=one_row, headers=scorer)
+    while served.status_code == 401 and time.monotonic() < deadline:
+        time.sleep(0.2)
+        served = httpx.post(infer_url, json=one_row, headers=scorer)
+    assert served.status_code == 200, served.text
+    refused = httpx.post(f"{stack.api}/models/cancer/versions/1/archive", headers=scorer)
+    assert refused.status_code == 403
+    assert refused.json()["code"] == "scope_missing"
+
+
 def test_model_metadata_reports_the_provider(stack: Stack, trained: dict[str, Any]) -> None:
-    meta = httpx.get(f"{stack.predict}/v2/models/cancer").json()
+    meta = http.get(f"{stack.predict}/v2/models/cancer").json()
     assert meta["name"] == "cancer"
     assert meta["inputs"][0]["shape"] == [-1, 30]
     assert meta["parameters"]["execution_provider"] == "CPUExecutionProvider"
-    assert httpx.get(f"{stack.predict}/v2/models/cancer/versions/1/ready").status_code == 200
+    assert http.get(f"{stack.predict}/v2/models/cancer/versions/1/ready").status_code == 200
 
 
 @pytest.mark.parametrize(
@@ -246,7 +291,7 @@ def test_model_metadata_reports_the_provider(stack: Stack, trained: dict[str, An
 def test_bad_prediction_requests(
     stack: Stack, trained: dict[str, Any], path: str, body: dict[str, Any], status: int, needle: str
 ) -> None:
-    resp = httpx.post(stack.predict + path, json=body)
+    resp = http.post(stack.predict + path, json=body)
     assert resp.status_code == status, resp.text
     assert needle in resp.json()["error"]
 
@@ -263,14 +308,14 @@ def test_api_and_predictor_never_load_tensorflow(stack: Stack, trained: dict[str
 
 def test_a_killed_worker_loses_no_job(stack: Stack, trained: dict[str, Any]) -> None:
     spec = {**SPEC, "epochs": 200, "k_folds": 2}
-    resp = httpx.post(
+    resp = http.post(
         f"{stack.api}/jobs",
         json={"model_name": "cancer-crash", "dataset": "sklearn:breast_cancer", "spec": spec},
     )
     job_id = resp.json()["id"]
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        job = httpx.get(f"{stack.api}/jobs/{job_id}").json()
+        job = http.get(f"{stack.api}/jobs/{job_id}").json()
         if job["state"] == "running" and job["progress"]:
             break
         time.sleep(0.3)
@@ -290,7 +335,7 @@ def _wait_running_with_progress(api: str, job_id: str, timeout: float = 120) -> 
     deadline = time.monotonic() + timeout
     job: dict[str, Any] = {}
     while time.monotonic() < deadline:
-        job = httpx.get(f"{api}/jobs/{job_id}").json()
+        job = http.get(f"{api}/jobs/{job_id}").json()
         if job["state"] == "running" and job["progress"]:
             return job
         assert job["state"] not in TERMINAL, job["reason"]
@@ -302,9 +347,9 @@ def test_cancel_over_http_stops_running_and_queued_jobs(stack: Stack) -> None:
     # Long enough that it cannot finish on its own while the test waits (~minutes of epochs).
     long_spec = {**SPEC, "epochs": 5000, "k_folds": 2, "batch_size": 8}
     submit = {"model_name": "cancer-cancel", "dataset": "sklearn:breast_cancer"}
-    running_id = httpx.post(f"{stack.api}/jobs", json={**submit, "spec": long_spec}).json()["id"]
+    running_id = http.post(f"{stack.api}/jobs", json={**submit, "spec": long_spec}).json()["id"]
     # One worker process: the second job waits in the queue behind the first.
-    queued_id = httpx.post(f"{stack.api}/jobs", json={**submit, "spec": long_spec}).json()["id"]
+    queued_id = http.post(f"{stack.api}/jobs", json={**submit, "spec": long_spec}).json()["id"]
     running = _wait_running_with_progress(stack.api, running_id)
     pid = int(running["worker"].rsplit(":", 1)[1])
     # This job is big enough for its folds to train in spawned processes (one per core).
@@ -314,7 +359,7 @@ def test_cancel_over_http_stops_running_and_queued_jobs(stack: Stack) -> None:
     # Its curves are served while it runs, and grow.
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        curves = httpx.get(f"{stack.api}/jobs/{running_id}/history").json()
+        curves = http.get(f"{stack.api}/jobs/{running_id}/history").json()
         running_folds = [f for f in curves["folds"] if not f["done"]]
         if running_folds and len(running_folds[0]["history"]["loss"]) >= 2:
             break
@@ -323,12 +368,12 @@ def test_cancel_over_http_stops_running_and_queued_jobs(stack: Stack) -> None:
         raise AssertionError(f"no growing curve was served: {curves}")
     assert {"loss", "val_loss"} <= set(running_folds[0]["history"])
 
-    queued_cancel = httpx.post(f"{stack.api}/jobs/{queued_id}/cancel")
+    queued_cancel = http.post(f"{stack.api}/jobs/{queued_id}/cancel")
     assert queued_cancel.status_code == 200, queued_cancel.text
     assert queued_cancel.json()["state"] == "cancelled"
 
     asked = time.monotonic()
-    resp = httpx.post(f"{stack.api}/jobs/{running_id}/cancel")
+    resp = http.post(f"{stack.api}/jobs/{running_id}/cancel")
     assert resp.status_code == 200, resp.text
     assert resp.json()["state"] == "cancelled"
     # The worker's process stops training at its next batch and ends the task; with
@@ -344,30 +389,30 @@ def test_cancel_over_http_stops_running_and_queued_jobs(stack: Stack) -> None:
     left = [p for p in fold_procs if os.path.exists(f"/proc/{p}") and cmdline(p)]
     assert not left, f"fold processes outlived the cancelled job: {[cmdline(p) for p in left]}"
 
-    job = httpx.get(f"{stack.api}/jobs/{running_id}").json()
+    job = http.get(f"{stack.api}/jobs/{running_id}").json()
     assert job["state"] == "cancelled"
     assert job["model_version"] is None
     assert [e["state"] for e in job["events"]] == ["queued", "running", "cancelled"]
     # It keeps what it had: the curves up to where it stopped.
-    kept = httpx.get(f"{stack.api}/jobs/{running_id}/history").json()
+    kept = http.get(f"{stack.api}/jobs/{running_id}/history").json()
     assert kept["state"] == "cancelled"
     assert kept["refit"] is None
     assert all(not f["done"] for f in kept["folds"])
     assert max(len(f["history"]["loss"]) for f in kept["folds"]) >= len(
         running_folds[0]["history"]["loss"]
     )
-    again = httpx.post(f"{stack.api}/jobs/{running_id}/cancel")
+    again = http.post(f"{stack.api}/jobs/{running_id}/cancel")
     assert again.status_code == 409, again.text
 
     # The worker takes the next job: the cancelled queued one is skipped, a new one trains.
     quick = {**SPEC, "epochs": 3, "k_folds": 2}
-    next_id = httpx.post(f"{stack.api}/jobs", json={**submit, "spec": quick}).json()["id"]
+    next_id = http.post(f"{stack.api}/jobs", json={**submit, "spec": quick}).json()["id"]
     done, _ = wait_for(stack.api, next_id, timeout=300)
     assert done["state"] == "succeeded", f"{done['reason']}\n{stack.log_tail()}"
-    skipped = httpx.get(f"{stack.api}/jobs/{queued_id}").json()
+    skipped = http.get(f"{stack.api}/jobs/{queued_id}").json()
     assert skipped["state"] == "cancelled"
     assert skipped["attempt"] == 0, "a worker trained a job that was cancelled while queued"
     assert [e["state"] for e in skipped["events"]] == ["queued", "cancelled"]
     # Only the job that finished registered a version of this model.
-    versions = httpx.get(f"{stack.api}/models/cancer-cancel/versions").json()
+    versions = http.get(f"{stack.api}/models/cancer-cancel/versions").json()
     assert [v["job_id"] for v in versions] == [next_id]

@@ -6,13 +6,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
 import numpy as np
 import onnxruntime as ort
 import pytest
 from sklearn.datasets import load_digits
 
-from tests.e2e.conftest import Stack
+from tests.e2e.conftest import Stack, http
 from tests.e2e.test_end_to_end import keras_probabilities, wait_for
 from tests.factories import cnn
 
@@ -23,14 +22,14 @@ CNN = cnn(epochs=4, batch_size=32, k_folds=2, seed=3)
 
 @pytest.fixture(scope="module")
 def cnn(stack: Stack) -> dict[str, Any]:
-    resp = httpx.post(
+    resp = http.post(
         f"{stack.api}/jobs",
         json={"model_name": "digits-cnn", "dataset": "sklearn:digits_images", "spec": CNN},
     )
     assert resp.status_code == 202, resp.text
     job, _ = wait_for(stack.api, resp.json()["id"])
     assert job["state"] == "succeeded", f"{job['reason']}\n{stack.log_tail()}"
-    mv = httpx.get(job["links"]["model_version"]).json()
+    mv = http.get(job["links"]["model_version"]).json()
     return {"job": job, "version": mv}
 
 
@@ -57,7 +56,7 @@ def test_cnn_version_is_registered_with_image_signature_and_parity(cnn: dict[str
 def test_the_onnx_artifact_answers_an_image_like_keras(stack: Stack, cnn: dict[str, Any]) -> None:
     mv = cnn["version"]
     images = load_digits().images.astype(np.float32)[:5, :, :, np.newaxis]
-    onnx_bytes = httpx.get(mv["artifacts"]["onnx"]["url"]).content
+    onnx_bytes = http.get(mv["artifacts"]["onnx"]["url"]).content
     session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
     (got,) = session.run(None, {"features": images[:1]})
     assert got.shape == (1, 10)
@@ -69,7 +68,7 @@ def test_v2_infer_takes_one_image(stack: Stack, cnn: dict[str, Any]) -> None:
     mv = cnn["version"]
     image = load_digits().images.astype(np.float32)[:1, :, :, np.newaxis]
     expected = keras_probabilities(stack, mv["artifacts"]["keras"]["sha256"], image)
-    infer = httpx.post(
+    infer = http.post(
         f"{stack.predict}/v2/models/digits-cnn/infer",
         json={
             "inputs": [

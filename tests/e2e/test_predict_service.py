@@ -132,6 +132,9 @@ def predictor(
         "PREDICT_PRELOAD": "mlp@production,digits",
         "PREDICT_REFRESH_INTERVAL_S": "0.5",
         "PREDICT_MAX_REQUEST_BYTES": "65536",
+        # The protocol is what this file tests; keys on the predictor, the fast path
+        # included, are tested on the whole stack (test_end_to_end.py).
+        "KILN_AUTH": "off",
     }
     command = [sys.executable, "-m", "uvicorn", "services.predict.app:app", "--factory"]
     command += ["--host", "127.0.0.1", "--port", str(port), "--no-access-log"]

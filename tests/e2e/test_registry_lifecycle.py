@@ -10,23 +10,30 @@ import hashlib
 import importlib.metadata
 import io
 import os
-import shutil
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import redis
 from sklearn.datasets import load_breast_cancer
 
 from tests.conftest import create_pg_database, drop_pg_database, pg_url, require_server
-from tests.e2e.conftest import REDIS_URL, Stack, children_of, cmdline, free_port, wait_ready
+from tests.e2e.conftest import (
+    REDIS_URL,
+    Stack,
+    bootstrap_key,
+    children_of,
+    cmdline,
+    free_port,
+    http,
+    kiln_command,
+    wait_ready,
+)
 from tests.factories import mlp
 from tests.s3server import CREDS, REGION, moto_s3_server, s3_client
 from training.spec import ModelSpec
@@ -66,10 +73,12 @@ def s3_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, 
             WORKER_HEARTBEAT_INTERVAL_S="1",
             PYTHONUNBUFFERED="1",
         )
+        bootstrap_key(env)
         log = home / "kiln-up.log"
-        kiln = shutil.which("kiln", path=str(Path(sys.executable).parent)) or "kiln"
         with log.open("wb") as out:
-            proc = subprocess.Popen([kiln, "up"], env=env, stdout=out, stderr=subprocess.STDOUT)
+            proc = subprocess.Popen(
+                [kiln_command(), "up"], env=env, stdout=out, stderr=subprocess.STDOUT
+            )
         stack = Stack(
             kind="postgres+redis+s3",
             home=home,
@@ -93,13 +102,14 @@ def s3_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, 
             for pid in kids:
                 if Path(f"/proc/{pid}").exists() and cmdline(pid):
                     os.kill(pid, signal.SIGKILL)
+            http.headers.pop("Authorization", None)
             drop_pg_database(dbname)
 
 
 def wait_job(api: str, job_id: str, timeout: float = 300) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        job: dict[str, Any] = httpx.get(f"{api}/jobs/{job_id}", timeout=10).json()
+        job: dict[str, Any] = http.get(f"{api}/jobs/{job_id}", timeout=10).json()
         if job["state"] in ("succeeded", "failed", "cancelled"):
             return job
         time.sleep(0.5)
@@ -114,9 +124,9 @@ def served_version(predict: str, ref: str, version: int, within_s: float = 2.0) 
     }
     deadline = time.monotonic() + within_s
     while True:
-        meta = httpx.get(f"{predict}/v2/models/{ref}", timeout=10).json()
+        meta = http.get(f"{predict}/v2/models/{ref}", timeout=10).json()
         if meta.get("parameters", {}).get("version") == version:
-            answer = httpx.post(f"{predict}/v2/models/{ref}/infer", json=body, timeout=10)
+            answer = http.post(f"{predict}/v2/models/{ref}/infer", json=body, timeout=10)
             return answer.status_code == 200 and answer.json()["model_version"] == str(version)
         if time.monotonic() > deadline:
             return False
@@ -136,7 +146,7 @@ def dist_version(*names: str) -> str:
 def trained(s3_stack: tuple[Stack, str]) -> dict[str, Any]:
     stack, _ = s3_stack
     model = f"life-{uuid.uuid4().hex[:6]}"
-    resp = httpx.post(
+    resp = http.post(
         f"{stack.api}/jobs",
         json={"model_name": model, "dataset": "sklearn:breast_cancer", "spec": SPEC},
         timeout=60,
@@ -152,8 +162,8 @@ def test_lineage_of_a_trained_version_is_true(
 ) -> None:
     stack, _ = s3_stack
     model, job = trained["model"], trained["job"]
-    lineage = httpx.get(f"{stack.api}/models/{model}/versions/1/lineage").json()
-    dataset = httpx.get(f"{stack.api}/datasets/{job['dataset_id']}").json()
+    lineage = http.get(f"{stack.api}/models/{model}/versions/1/lineage").json()
+    dataset = http.get(f"{stack.api}/datasets/{job['dataset_id']}").json()
     assert lineage["job"]["id"] == job["id"]
     assert lineage["job"]["state"] == "succeeded"
     assert lineage["spec"] == job["spec"]
@@ -178,7 +188,7 @@ def test_artifacts_live_in_the_bucket_and_are_checked(
 ) -> None:
     stack, endpoint = s3_stack
     model = trained["model"]
-    mv = httpx.get(f"{stack.api}/models/{model}/versions/1").json()
+    mv = http.get(f"{stack.api}/models/{model}/versions/1").json()
     s3 = s3_client(endpoint)
     keys = {o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix=PREFIX)["Contents"]}
     onnx, keras = mv["artifacts"]["onnx"]["sha256"], mv["artifacts"]["keras"]["sha256"]
@@ -186,10 +196,10 @@ def test_artifacts_live_in_the_bucket_and_are_checked(
     assert f"{PREFIX}{keras[:2]}/{keras}" in keys
     assert f"{PREFIX}{mv['dataset']['sha256'][:2]}/{mv['dataset']['sha256']}" in keys
     assert not (stack.home / "artifacts").exists()
-    got = httpx.get(mv["artifacts"]["onnx"]["url"])
+    got = http.get(mv["artifacts"]["onnx"]["url"])
     assert hashlib.sha256(got.content).hexdigest() == onnx
     # The predictor loads the ONNX file from the bucket too.
-    infer = httpx.post(
+    infer = http.post(
         f"{stack.predict}/v2/models/{model}/versions/1/infer",
         json={
             "inputs": [
@@ -205,7 +215,7 @@ def test_promote_retrain_and_compare(s3_stack: tuple[Stack, str], trained: dict[
     stack, _ = s3_stack
     model = trained["model"]
     api = stack.api
-    put = httpx.put(
+    put = http.put(
         f"{api}/models/{model}/aliases/production",
         json={"version": 1, "reason": "first"},
         headers={"X-Kiln-Actor": "e2e"},
@@ -216,13 +226,13 @@ def test_promote_retrain_and_compare(s3_stack: tuple[Stack, str], trained: dict[
     # Retrain version 1's spec on other data: an upload of the first 400 rows.
     frame = load_breast_cancer(as_frame=True).frame.head(400)
     data = frame.to_csv(index=False).encode()
-    up = httpx.post(
+    up = http.post(
         f"{api}/datasets",
         files={"file": ("cancer-400.csv", io.BytesIO(data), "text/csv")},
         data={"target": "target"},
     )
     assert up.status_code == 201, up.text
-    retrain = httpx.post(
+    retrain = http.post(
         f"{api}/models/{model}/versions/1/retrain", json={"dataset": up.json()["id"]}, timeout=60
     )
     assert retrain.status_code == 202, retrain.text
@@ -230,26 +240,26 @@ def test_promote_retrain_and_compare(s3_stack: tuple[Stack, str], trained: dict[
     assert job["state"] == "succeeded", f"{job['reason']}\n{stack.log_tail()}"
     assert job["model_version"] == 2
     assert job["dataset_id"] == up.json()["id"]
-    v2 = httpx.get(f"{api}/models/{model}/versions/2").json()
+    v2 = http.get(f"{api}/models/{model}/versions/2").json()
     assert v2["retrained_from"] == {"model_name": model, "version": 1}
-    assert v2["spec"] == httpx.get(f"{api}/models/{model}/versions/1").json()["spec"]
-    lineage = httpx.get(f"{api}/models/{model}/versions/2/lineage").json()
+    assert v2["spec"] == http.get(f"{api}/models/{model}/versions/1").json()["spec"]
+    lineage = http.get(f"{api}/models/{model}/versions/2/lineage").json()
     assert lineage["retrained_from"] == {"model_name": model, "version": 1}
     assert lineage["dataset"]["sha256"] == hashlib.sha256(data).hexdigest()
     assert lineage["dataset"]["shape"] == [400, 30]
 
     # Alias moves made over REST reach the running predictor.
-    moved = httpx.put(f"{api}/models/{model}/aliases/production", json={"version": 2}).json()
+    moved = http.put(f"{api}/models/{model}/aliases/production", json={"version": 2}).json()
     assert (moved["from_version"], moved["to_version"]) == (1, 2)
     assert served_version(stack.predict, f"{model}@production", 2)
-    back = httpx.post(f"{api}/models/{model}/aliases/production/rollback", json={}).json()
+    back = http.post(f"{api}/models/{model}/aliases/production/rollback", json={}).json()
     assert (back["from_version"], back["to_version"]) == (2, 1)
     assert served_version(stack.predict, f"{model}@production", 1)
-    history = httpx.get(f"{api}/models/{model}/aliases/history").json()
+    history = http.get(f"{api}/models/{model}/aliases/history").json()
     assert [(h["from_version"], h["to_version"]) for h in history] == [(2, 1), (1, 2), (None, 1)]
 
-    compared = httpx.get(f"{api}/models/{model}/compare", params={"versions": "1,2"}).json()
-    versions = {n: httpx.get(f"{api}/models/{model}/versions/{n}").json() for n in (1, 2)}
+    compared = http.get(f"{api}/models/{model}/compare", params={"versions": "1,2"}).json()
+    versions = {n: http.get(f"{api}/models/{model}/versions/{n}").json() for n in (1, 2)}
     for metric in ("accuracy", "f1", "roc_auc"):
         rows = {r["version"]: r for r in compared["metrics"][metric]}
         for n, mv in versions.items():
@@ -266,12 +276,12 @@ def test_a_corrupted_object_in_the_bucket_is_refused(
 ) -> None:
     stack, endpoint = s3_stack
     model = trained["model"]
-    mv = httpx.get(f"{stack.api}/models/{model}/versions/1").json()
+    mv = http.get(f"{stack.api}/models/{model}/versions/1").json()
     onnx = mv["artifacts"]["onnx"]["sha256"]
     s3_client(endpoint).put_object(
         Bucket=BUCKET, Key=f"{PREFIX}{onnx[:2]}/{onnx}", Body=b"not the model"
     )
-    resp = httpx.get(mv["artifacts"]["onnx"]["url"])
+    resp = http.get(mv["artifacts"]["onnx"]["url"])
     assert resp.status_code == 500
     assert resp.headers["content-type"].startswith("application/problem+json")
     assert "is corrupt" in resp.json()["detail"]
