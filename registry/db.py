@@ -7,9 +7,13 @@ from enum import StrEnum
 from typing import Any, TypeVar
 
 from sqlalchemy import DateTime, MetaData, String, create_engine, event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
+
+from registry.errors import RegistryUnavailable
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -81,6 +85,12 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+# Seconds libpq waits for a connection: it would otherwise wait for the OS's TCP
+# timeout (minutes) on a host that does not answer, where a request should get its 503
+# (see unavailable) in seconds.
+CONNECT_TIMEOUT_S = 5
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
     if url.startswith("sqlite"):
         # Several processes (api, worker, predictor) share the embedded file: wait for
@@ -109,7 +119,34 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
         return engine
     kwargs.setdefault("pool_pre_ping", True)
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "postgresql" and "connect_timeout" not in parsed.query:
+        kwargs["connect_args"] = {
+            "connect_timeout": CONNECT_TIMEOUT_S,
+            **kwargs.get("connect_args", {}),
+        }
     return create_engine(url, **kwargs)
+
+
+# What a client is told to wait before asking again while the database is away: a
+# restart or a failover takes seconds.
+RETRY_AFTER_S = 2.0
+
+
+def unavailable(exc: BaseException) -> RegistryUnavailable | None:
+    """The domain error for a SQLAlchemy error that means the database cannot be reached
+    now (refused or dropped connections, a server starting up or shutting down, a pool
+    with no free connection), or None for any other error (a bug, a constraint).
+
+    The message never holds the statement or its parameters: it goes to clients."""
+    if isinstance(exc, OperationalError | InterfaceError | PoolTimeout) or (
+        isinstance(exc, DBAPIError) and exc.connection_invalidated
+    ):
+        return RegistryUnavailable(
+            "the registry database is not answering now; try again in a few seconds",
+            retry_after_s=RETRY_AFTER_S,
+        )
+    return None
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

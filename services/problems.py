@@ -7,6 +7,7 @@ the same table for its `{"error": ...}` bodies (services/predict/serving.py).
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any
 
@@ -33,6 +34,8 @@ STATUS: dict[ErrorKind, int] = {
 }
 
 PROBLEM_JSON = "application/problem+json"
+
+log = logging.getLogger("kiln.api")
 
 
 def status_of(exc: KilnError) -> int:
@@ -100,9 +103,42 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     return problem_response("request_invalid", detail, 422, errors=errors)
 
 
+async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+    # Imported here: the predictor shares this module's table and never loads SQLAlchemy
+    # for it.
+    from registry.db import unavailable
+
+    domain = unavailable(exc)
+    if domain is None:
+        raise exc  # a bug or a constraint, not an outage: a 500 as any other (below)
+    cause = getattr(exc, "orig", None) or exc  # the driver's error, without the SQL
+    # One line, no traceback: an outage answers many requests, and the traceback of a
+    # refused connection says nothing the reason does not.
+    log.warning(
+        "%s %s answered 503: the registry database is not answering (%s: %s)",
+        request.method,
+        request.url.path,
+        type(cause).__name__,
+        str(cause).strip().partition("\n")[0],
+    )
+    return await _domain_error(request, domain)
+
+
+async def _unexpected_error(_request: Request, _exc: Exception) -> JSONResponse:
+    # Starlette raises the exception again after this answer, and the server logs its
+    # traceback (once); the client learns nothing of the internals.
+    return problem_response("internal_error", "internal server error", 500)
+
+
 def install(app: FastAPI) -> None:
+    from sqlalchemy.exc import DBAPIError
+    from sqlalchemy.exc import TimeoutError as PoolTimeout
+
     app.add_exception_handler(KilnError, _domain_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(DBAPIError, _database_error)
+    app.add_exception_handler(PoolTimeout, _database_error)
+    app.add_exception_handler(Exception, _unexpected_error)
 
 
 def _documented(description: str) -> dict[str, Any]:

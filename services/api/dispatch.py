@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from celery import Celery
+from kombu.exceptions import OperationalError as BrokerUnreachable
 
 from workers.celery_app import TASK_TRAIN, queue_for
 
@@ -23,6 +24,16 @@ class Dispatcher:
         A job that was not sent stays queued in the registry, and the sweeper sends it."""
         try:
             self.celery.send_task(TASK_TRAIN, args=[job_id], queue=queue_for(spec))
+        except (BrokerUnreachable, OSError) as exc:
+            # Kombu has already retried the connection; an outage is one line a job, not
+            # a traceback that says nothing more.
+            log.warning(
+                "could not send job %s: the broker is not answering (%s); "
+                "the sweeper sends it later",
+                job_id,
+                str(exc).strip().partition("\n")[0] or type(exc).__name__,
+            )
+            return False
         except Exception:
             log.exception("could not send job %s to the broker; the sweeper will retry", job_id)
             return False

@@ -12,14 +12,12 @@ import anyio
 import anyio.to_thread
 
 from core.errors import ErrorKind, KilnError
-from registry.errors import ArtifactStoreUnavailable, ModelNotFound, VersionNotFound
+from registry.errors import ModelNotFound, VersionNotFound
 from services.predict.errors import InferRequestInvalid, ModelLoadError
 from services.predict.model import Device, OnnxModel
 from services.predict.source import ModelSource, Ref
 
 log = logging.getLogger("kiln.predict")
-# Failures that are the server's, not the request's: remembered for a while (see _failed).
-_SERVER_FAULTS = (ErrorKind.INTERNAL, ErrorKind.UNAVAILABLE)
 
 
 class ModelCache:
@@ -98,7 +96,7 @@ class ModelCache:
 
     async def get(self, ref: Ref, version: int | None = None) -> OnnxModel:
         """The model `ref` points at, or `version` of it; raises the registry's not-found
-        errors, `ModelLoadError` or `ArtifactStoreUnavailable`."""
+        errors, `ModelLoadError`, `ArtifactStoreUnavailable` or `RegistryUnavailable`."""
         model = self.lookup(ref, version)
         if model is not None:
             return model
@@ -143,6 +141,8 @@ class ModelCache:
             try:
                 await self._load((ref[0], version))
             except KilnError as exc:
+                if exc.kind == ErrorKind.UNAVAILABLE:
+                    raise  # not the version's fault: the next refresh tries it again
                 self._ref_errors[ref] = (version, exc.message)
                 label = ref[0] + (f"@{ref[1]}" if ref[1] else "")
                 log.error(
@@ -187,7 +187,9 @@ class ModelCache:
                 try:
                     model = await anyio.to_thread.run_sync(self._load_blocking, key)
                 except KilnError as exc:
-                    if exc.kind in _SERVER_FAULTS:
+                    # A broken version is remembered for a while. An unreachable database
+                    # or store is not: the first request after it is back loads the model.
+                    if exc.kind == ErrorKind.INTERNAL:
                         self._failed[key] = (time.monotonic() + self._failed_ttl_s, exc)
                     raise
                 self._failed.pop(key, None)
@@ -220,9 +222,14 @@ class ModelCache:
             resolved = self._source.load(name, version)
         except (ModelNotFound, VersionNotFound):
             raise
-        except ArtifactStoreUnavailable as exc:
-            # Transient: the client may retry, and a load balancer may try another replica.
-            raise ArtifactStoreUnavailable(f"{where} cannot be read now: {exc}") from exc
+        except KilnError as exc:
+            if exc.kind != ErrorKind.UNAVAILABLE:
+                raise ModelLoadError(f"{where} cannot be read: {exc}") from exc
+            # Transient (the artifact store, the registry database): the client may retry,
+            # and a load balancer may try another replica.
+            raise type(exc)(
+                f"{where} cannot be read now: {exc}", retry_after_s=exc.retry_after_s
+            ) from exc
         except Exception as exc:  # a missing or corrupt artifact: the server's fault
             raise ModelLoadError(f"{where} cannot be read: {exc}") from exc
         return OnnxModel.load(resolved, device=self._device)

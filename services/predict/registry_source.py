@@ -7,12 +7,15 @@ corrupted artifact is refused, never served.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 
 from registry.artifacts import make_artifact_store
-from registry.db import make_engine, make_sessionmaker
+from registry.db import make_engine, make_sessionmaker, unavailable
 from registry.models import Alias, ModelVersion, RegisteredModel
 from services.predict.source import (
     Ref,
@@ -44,8 +47,22 @@ class RegistrySource:
         self._sm = make_sessionmaker(self._engine)
         self._store = make_artifact_store(settings)
 
+    @contextmanager
+    def _session(self) -> Iterator[Session]:
+        """A session whose lost or refused connections raise the registry's own
+        `RegistryUnavailable` (a 503 with Retry-After), which the cache does not remember
+        as a broken version: the first request after the database is back loads it."""
+        try:
+            with self._sm() as session:
+                yield session
+        except SQLAlchemyError as exc:
+            domain = unavailable(exc)
+            if domain is None:
+                raise
+            raise domain from exc
+
     def _known_models(self) -> list[str]:
-        with self._sm() as session:
+        with self._session() as session:
             return list(session.scalars(select(RegisteredModel.name)).all())
 
     def resolve(self, ref: Ref) -> int:
@@ -53,7 +70,7 @@ class RegistrySource:
         found = self.resolve_many([ref])
         if ref in found:
             return found[ref]
-        with self._sm() as session:
+        with self._session() as session:
             model = session.scalars(
                 select(RegisteredModel).where(RegisteredModel.name == name)
             ).first()
@@ -71,7 +88,7 @@ class RegistrySource:
         aliased = {name for name, alias in refs if alias is not None}
         wanted = set(refs)
         found: dict[Ref, int] = {}
-        with self._sm() as session:
+        with self._session() as session:
             if newest:
                 for name, number in session.execute(
                     _NEWEST.where(RegisteredModel.name.in_(newest))
@@ -87,7 +104,7 @@ class RegistrySource:
 
     def existing(self, keys: Sequence[tuple[str, int]]) -> set[tuple[str, int]]:
         names = {name for name, _ in keys}
-        with self._sm() as session:
+        with self._session() as session:
             rows = session.execute(
                 select(RegisteredModel.name, ModelVersion.version)
                 .join(ModelVersion, ModelVersion.registered_model_id == RegisteredModel.id)
@@ -96,7 +113,7 @@ class RegistrySource:
             return {(name, number) for name, number in rows} & set(keys)
 
     def load(self, name: str, version: int) -> ResolvedModel:
-        with self._sm() as session:
+        with self._session() as session:
             found = session.execute(
                 select(ModelVersion.onnx_sha256, ModelVersion.signature)
                 .join(RegisteredModel, RegisteredModel.id == ModelVersion.registered_model_id)

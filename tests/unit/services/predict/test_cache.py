@@ -1,16 +1,20 @@
 """services/predict/cache.py: the bounded LRU of loaded models, refs that follow the
-registry, versions that cannot be served, and an artifact store that cannot be reached."""
+registry, versions that cannot be served, and an artifact store or a registry database
+that cannot be reached."""
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 
-from registry.errors import ArtifactStoreUnavailable
+from registry.errors import ArtifactStoreUnavailable, RegistryUnavailable
 from services.predict.app import create_app
-from services.predict.source import ResolvedModel
+from services.predict.source import Ref, ResolvedModel
 from tests.unit.services.predict.models import (
     BIN_V1,
     BIN_V2,
@@ -135,3 +139,89 @@ def test_an_unreachable_artifact_store_is_a_503_that_says_so(tmp_path: Path) -> 
         error = response.json()["error"]
         assert "model 'cancer' version 1 cannot be read now" in error
         assert "holding cancer v1 does not answer" in error
+
+
+class OutageSource(MemorySource):
+    """A registry whose database goes away while ``down`` is set, as RegistrySource
+    reports it (registry.errors.RegistryUnavailable)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = False
+        self.calls_down = 0
+        self.calls_up = 0
+
+    def _reach(self) -> None:
+        if self.down:
+            self.calls_down += 1
+            raise RegistryUnavailable("the registry database is not answering", retry_after_s=2)
+        self.calls_up += 1
+
+    def resolve(self, ref: Ref) -> int:
+        self._reach()
+        return super().resolve(ref)
+
+    def resolve_many(self, refs: Sequence[Ref]) -> dict[Ref, int]:
+        self._reach()
+        return super().resolve_many(refs)
+
+    def existing(self, keys: Sequence[tuple[str, int]]) -> set[tuple[str, int]]:
+        self._reach()
+        return super().existing(keys)
+
+    def load(self, name: str, version: int) -> ResolvedModel:
+        self._reach()
+        return super().load(name, version)
+
+
+def test_a_registry_outage_is_a_503_that_is_not_remembered_once_the_registry_is_back(
+    tmp_path: Path,
+) -> None:
+    source = OutageSource()
+    source.add("cancer", 1, BIN_V1.onnx, BIN_V1.signature)
+    source.add("iris", 1, IRIS.onnx, IRIS.signature)
+    with TestClient(create_app(make_settings(tmp_path), source=source)) as c:
+        assert c.post("/v2/models/iris/infer", json=infer_body(ROWS)).status_code == 200
+        source.down = True
+        for path in ("cancer", "cancer/versions/1"):  # a ref to resolve; a version to load
+            response = c.post(f"/v2/models/{path}/infer", json=infer_body(ROWS))
+            assert response.status_code == 503
+            assert "registry database is not answering" in response.json()["error"]
+            assert response.headers["retry-after"] == "2"
+        # A model already loaded serves on.
+        assert c.post("/v2/models/iris/infer", json=infer_body(ROWS)).status_code == 200
+        source.down = False
+        for path in ("cancer", "cancer/versions/1"):
+            assert c.post(f"/v2/models/{path}/infer", json=infer_body(ROWS)).status_code == 200
+
+
+def _wait_for(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 10
+    while not condition():
+        assert time.monotonic() < deadline, "the refresher did not get there in 10 s"
+        time.sleep(0.01)
+
+
+def test_the_refresher_says_once_that_the_registry_is_down_and_once_that_it_is_back(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    source = OutageSource()
+    source.add("cancer", 1, BIN_V1.onnx, BIN_V1.signature)
+    settings = make_settings(tmp_path, predict_refresh_interval_s=0.01)
+    with (
+        caplog.at_level(logging.INFO, logger="kiln.predict"),
+        TestClient(create_app(settings, source=source)) as c,
+    ):
+        assert c.post("/v2/models/cancer/infer", json=infer_body(ROWS)).status_code == 200
+        source.down = True
+        _wait_for(lambda: source.calls_down >= 20)
+        up_before = source.calls_up
+        source.down = False
+        _wait_for(lambda: source.calls_up >= up_before + 4)
+    lines = [r for r in caplog.records if r.name == "kiln.predict"]
+    assert [r.getMessage().split(";")[0] for r in lines] == [
+        "refreshing model references failed",
+        "refreshing model references works again",
+    ]
+    assert "registry database is not answering" in lines[0].getMessage()
+    assert all(r.exc_info is None for r in lines)
