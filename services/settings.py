@@ -27,6 +27,25 @@ class ApiSettings(RegistrySettings, BrokerSettings):
     # after the delete: longer than any one registration's upload (registry.orphans).
     artifact_orphan_grace_s: float = Field(default=600.0, ge=0)
     max_upload_bytes: int = 200 * 1024 * 1024
+    # Database connections per API process (docs/decisions/0022): requests wait for one of
+    # DATABASE_POOL_SIZE session slots in the event loop, before they take a thread or a
+    # connection, and get a 503 after DATABASE_POOL_TIMEOUT_S; the overflow is for the
+    # sweeper and the key ring. Each process holds up to size + overflow + 1 (/healthz).
+    database_pool_size: int = Field(default=10, ge=1)
+    database_max_overflow: int = Field(default=5, ge=0)
+    database_pool_timeout_s: float = Field(default=5.0, gt=0)
+    # Threads the sync routes run in (anyio's limiter; its own default is 40).
+    api_threads: int = Field(default=40, ge=1)
+    # uvicorn processes for the API; each has its own pool.
+    api_workers: int = Field(default=1, ge=1)
+    # Quotas per API key (services/api/quotas.py; 0 or "" turns one off). Submissions are
+    # jobs, retrains and dataset uploads, counted across API processes when REDIS_URL is
+    # set; active jobs are the key's queued and running ones.
+    quota_submissions: str = "60/minute"
+    quota_active_jobs: int = Field(default=20, ge=0)
+    # A spec's size: its model's parameters, and epochs × rows × (k_folds + 1) fits.
+    spec_max_parameters: int = Field(default=100_000_000, ge=1)
+    spec_max_epoch_rows: int = Field(default=200_000_000, ge=1)
 
 
 class PredictSettings(RegistrySettings):
@@ -45,6 +64,10 @@ class PredictSettings(RegistrySettings):
     # 0: no bound on bytes (the ONNX files' sizes, a proxy for the sessions' memory).
     predict_cache_max_bytes: int = Field(default=0, ge=0)
     predict_max_request_bytes: int = Field(default=64 * 1024 * 1024, ge=1)
+    # Requests one process serves at once; past it, 503 with Retry-After (0: no bound).
+    predict_max_in_flight: int = Field(default=512, ge=0)
+    # Per API key and process, e.g. "1000/second" ("": none); checked with the key.
+    predict_rate_limit: str = ""
     # Dynamic batching; off (0) by default: for tiny models on a CPU it costs more than it
     # saves. PREDICT_BATCH_MODELS limits it to some model names (empty: all).
     predict_batch_max_delay_us: int = Field(default=0, ge=0)

@@ -18,7 +18,9 @@ from registry.artifacts import make_artifact_store
 from registry.db import make_engine, make_sessionmaker
 from registry.migrate import pending_revision
 from services import problems
+from services.api import quotas
 from services.api.dispatch import Dispatcher
+from services.api.limits import MULTIPART_SLACK, BodyLimit
 from services.api.routes import aliases, datasets, jobs, keys, models, versions
 from services.api.sweeper import Sweeper
 from services.settings import ApiSettings
@@ -49,6 +51,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
         )
         store = make_artifact_store(settings)
         app.state.keys = registry_keys.key_ring(sm, settings)
+        app.state.submissions = quotas.SubmissionLimiter(settings)
         app.state.settings = settings
         app.state.sessionmaker = sm
         app.state.store = store
@@ -79,6 +82,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
         generate_unique_id_function=_operation_id,
     )
     problems.install(app)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_upload_bytes + MULTIPART_SLACK)
     app.include_router(datasets.router)
     app.include_router(jobs.router)
     app.include_router(models.router)

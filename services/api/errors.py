@@ -23,3 +23,18 @@ class VersionsInvalid(KilnError):
 class UnsupportedUpload(KilnError):
     kind = ErrorKind.UNSUPPORTED_MEDIA_TYPE
     code = "unsupported_media_type"
+
+
+class SpecOverLimit(KilnError):
+    kind = ErrorKind.INVALID
+    code = "spec_over_limit"
+
+
+class RateLimited(KilnError):
+    kind = ErrorKind.TOO_MANY_REQUESTS
+    code = "rate_limited"
+
+
+class TooManyActiveJobs(KilnError):
+    kind = ErrorKind.TOO_MANY_REQUESTS
+    code = "too_many_active_jobs"

@@ -8,10 +8,14 @@ OpenAPI pages stay open, for probes and scrapers (docs/decisions/0017).
 
 from __future__ import annotations
 
+import time
+
 from fastapi import Security
 from fastapi.security import HTTPBearer
+from limits import parse, storage, strategies
 
 from core.access import KeyRing, Scope
+from services.predict.errors import PredictRateLimited
 from services.predict.request import RequestHead, RequestHook
 
 PUBLIC = frozenset(
@@ -41,13 +45,27 @@ def model_of(path: str) -> str | None:
     return rest.partition("/")[0].partition("@")[0] or None
 
 
-def key_check(keys: KeyRing) -> RequestHook:
+def key_check(keys: KeyRing, *, rate: str = "") -> RequestHook:
+    """Refuse a request without a valid key with `predict` for its model (401/403), and
+    one past the key's ``rate`` ("1000/second"; counted per process, in a fixed window,
+    the cheapest of `limits`' strategies) with 429."""
+    limit = parse(rate) if rate else None
+    limiter = strategies.FixedWindowRateLimiter(storage.MemoryStorage()) if limit else None
+
     def check(head: RequestHead) -> None:
         if head.path in PUBLIC:
             return
         header = head.header(_AUTHORIZATION)
         grant = keys.authenticate(None if header is None else header.decode("latin-1"))
-        if grant is not None:
-            grant.require(Scope.PREDICT, model=model_of(head.path))
+        if grant is None:
+            return
+        grant.require(Scope.PREDICT, model=model_of(head.path))
+        if limiter is not None and limit is not None and not limiter.hit(limit, grant.key_id):
+            reset, _ = limiter.get_window_stats(limit, grant.key_id)
+            raise PredictRateLimited(
+                f"the key of {grant.owner!r} sent more than {limit} requests "
+                "(PREDICT_RATE_LIMIT, per predictor process)",
+                retry_after_s=max(1.0, reset - time.time()),
+            )
 
     return check

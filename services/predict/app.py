@@ -51,7 +51,7 @@ def create_app(
     metrics = PredictMetrics(CollectorRegistry(auto_describe=True))
     if settings.auth_required:
         keys = keys if keys is not None else _registry_keys(settings)
-        hooks = [access.key_check(keys), *hooks]
+        hooks = [access.key_check(keys, rate=settings.predict_rate_limit), *hooks]
     else:
         keys = None
     app = FastAPI(
@@ -83,6 +83,7 @@ def create_app(
         metrics=metrics,
         max_body=settings.predict_max_request_bytes,
         hooks=hooks,
+        max_in_flight=settings.predict_max_in_flight,
         cache=lambda: cast(ModelCache | None, getattr(app.state, "model_cache", None)),
     )
     return app

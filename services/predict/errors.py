@@ -38,3 +38,15 @@ class ModelLoadError(KilnError):
 class OutputNotFinite(KilnError):
     kind = ErrorKind.INTERNAL
     code = "output_not_finite"
+
+
+# More requests in flight than PREDICT_MAX_IN_FLIGHT: another replica, or later.
+class Overloaded(KilnError):
+    kind = ErrorKind.UNAVAILABLE
+    code = "overloaded"
+
+
+# A key past PREDICT_RATE_LIMIT.
+class PredictRateLimited(KilnError):
+    kind = ErrorKind.TOO_MANY_REQUESTS
+    code = "predict_rate_limited"

@@ -19,7 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from core.errors import KilnError
 from services.predict import infer, responses, v2
 from services.predict.cache import ModelCache
-from services.predict.errors import RequestTooLarge
+from services.predict.errors import Overloaded, RequestTooLarge
 from services.predict.metrics import PredictMetrics
 from services.predict.model import OnnxModel
 from services.predict.request import RequestHead, RequestHook
@@ -29,6 +29,8 @@ log = logging.getLogger("kiln.predict")
 _INFER_ROUTE = "/v2/models/{name}/infer"
 _INFER_VERSION_ROUTE = "/v2/models/{name}/versions/{version}/infer"
 _HEADER_LENGTH = infer.HEADER_LENGTH.encode()
+# The paths the in-flight bound applies to: health and metrics are always answered.
+_MODEL_PATHS = ("/v2/models/", "/predict/")
 
 
 def body_limit(max_bytes: int) -> RequestHook:
@@ -40,6 +42,14 @@ def body_limit(max_bytes: int) -> RequestHook:
             raise too_large(max_bytes, head.content_length)
 
     return check
+
+
+def overloaded(limit: int) -> Overloaded:
+    return Overloaded(
+        f"this predictor process is serving {limit} requests already "
+        "(PREDICT_MAX_IN_FLIGHT); retry after Retry-After seconds or on another replica",
+        retry_after_s=1,
+    )
 
 
 def too_large(max_bytes: int, size: int | None = None) -> RequestTooLarge:
@@ -58,12 +68,15 @@ class ServingMiddleware:
         max_body: int,
         hooks: Sequence[RequestHook],
         cache: Callable[[], ModelCache | None],
+        max_in_flight: int = 0,
     ) -> None:
         self.app = app
         self.metrics = metrics
         self.max_body = max_body
         self.hooks = [body_limit(max_body), *hooks]
         self.cache = cache
+        self.max_in_flight = max_in_flight
+        self.in_flight = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -82,11 +95,20 @@ class ServingMiddleware:
             return
         if head.content_length is None:
             receive = self._limited(receive)
-        cache = self.cache()
-        if parts is not None and cache is not None:
-            await self._infer(head, receive, send, cache, parts, route, started)
-        else:
-            await self._other(scope, receive, send, started)
+        bounded = self.max_in_flight and head.path.startswith(_MODEL_PATHS)
+        if bounded and self.in_flight >= self.max_in_flight:
+            status = await _send_error(send, overloaded(self.max_in_flight))
+            self.metrics.observe("", 0, route if parts else "unmatched", status, _since(started))
+            return
+        self.in_flight += 1
+        try:
+            cache = self.cache()
+            if parts is not None and cache is not None:
+                await self._infer(head, receive, send, cache, parts, route, started)
+            else:
+                await self._other(scope, receive, send, started)
+        finally:
+            self.in_flight -= 1
 
     @staticmethod
     def _infer_target(head: RequestHead) -> list[str] | None:

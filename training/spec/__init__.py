@@ -9,6 +9,13 @@ train on a dataset (compat).
 
 from training.spec.compat import DataInfo, check_against_data, input_shape
 from training.spec.model import ModelSpec
-from training.spec.shapes import infer_shapes
+from training.spec.shapes import count_parameters, infer_shapes
 
-__all__ = ["DataInfo", "ModelSpec", "check_against_data", "infer_shapes", "input_shape"]
+__all__ = [
+    "DataInfo",
+    "ModelSpec",
+    "check_against_data",
+    "count_parameters",
+    "infer_shapes",
+    "input_shape",
+]

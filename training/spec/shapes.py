@@ -3,7 +3,8 @@
 One rule per layer type in `_RULES`; a new layer type adds its rule there. Every rule
 takes the layer's index (for messages), the layer and the shape it gets (batch axis
 excluded), and returns the shape it produces or raises `SpecDataMismatch` naming the
-layer, what it got and what it expects.
+layer, what it got and what it expects. `_WEIGHTS` counts the parameters of the layer
+types that have any, from the shape each gets, as Keras's `count_params` would.
 """
 
 from __future__ import annotations
@@ -43,6 +44,19 @@ def infer_shapes(layers: list[schema.Layer], input_shape: Shape) -> list[Shape]:
         shape = _RULES[type(layer)](i, layer, shape)
         shapes.append(shape)
     return shapes
+
+
+def count_parameters(layers: list[schema.Layer], input_shape: Shape) -> int:
+    """The model's parameters (trainable or not), without building it: what a spec's size
+    limit is checked against before any worker is asked to train it."""
+    total = 0
+    shape = tuple(input_shape)
+    for layer, out in zip(layers, infer_shapes(layers, shape), strict=True):
+        weights = _WEIGHTS.get(type(layer))
+        if weights is not None:
+            total += weights(layer, shape)
+        shape = out
+    return total
 
 
 def _expect_rank(i: int, layer: schema.Layer, shape: Shape, rank: int, hint: str = "") -> None:
@@ -176,4 +190,28 @@ _RULES: dict[type, Callable[[int, Any, Shape], Shape]] = {
     schema.SimpleRNN: _recurrent,
     schema.LSTM: _recurrent,
     schema.GRU: _recurrent,
+}
+
+
+def _recurrent_weights(gates: int, extra_bias: int) -> Callable[[Any, Shape], int]:
+    def count(layer: Any, shape: Shape) -> int:
+        units: int = layer.units
+        return gates * (units * (shape[-1] + units) + units * (1 + extra_bias))
+
+    return count
+
+
+_WEIGHTS: dict[type, Callable[[Any, Shape], int]] = {
+    schema.Dense: lambda layer, shape: (shape[-1] + 1) * layer.units,
+    # gamma, beta, and the moving mean and variance, per channel.
+    schema.BatchNormalization: lambda _layer, shape: 4 * shape[-1],
+    schema.Embedding: lambda layer, _shape: layer.input_dim * layer.output_dim,
+    schema.Conv1D: lambda layer, shape: (layer.kernel_size * shape[-1] + 1) * layer.filters,
+    schema.Conv2D: lambda layer, shape: (
+        (math.prod(_pair(layer.kernel_size)) * shape[-1] + 1) * layer.filters
+    ),
+    schema.SimpleRNN: _recurrent_weights(1, 0),
+    schema.LSTM: _recurrent_weights(4, 0),
+    # Keras's GRU defaults to reset_after=True: a second bias vector per gate.
+    schema.GRU: _recurrent_weights(3, 1),
 }

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, File, Form, Response, UploadFile, status
+from fastapi import APIRouter, Depends, File, Form, Response, UploadFile, status
 
 from core.access import Scope
 from core.vocabulary import DataKind
@@ -11,7 +11,8 @@ from registry.models import Dataset
 from services.api import builtin
 from services.api.auth import needs
 from services.api.deps import SessionDep, SettingsDep, StoreDep
-from services.api.schemas import BuiltinDatasetRead, DatasetRead, Page
+from services.api.quotas import limit_submissions
+from services.api.schemas import BuiltinDatasetRead, DatasetRead, Limit, Offset, Page, Text
 from services.api.usecases import datasets as usecases
 from services.problems import ERROR_RESPONSES, UPLOAD_RESPONSES
 
@@ -24,7 +25,7 @@ router = APIRouter(prefix="/datasets", tags=["datasets"], responses=ERROR_RESPON
     status_code=status.HTTP_201_CREATED,
     summary="Upload a dataset: a CSV table or an NPZ of images",
     responses=UPLOAD_RESPONSES,
-    dependencies=[needs(Scope.TRAIN)],
+    dependencies=[Depends(limit_submissions)],
 )
 def upload_dataset(
     session: SessionDep,
@@ -35,9 +36,12 @@ def upload_dataset(
         UploadFile, File(description="A CSV file with a header row, or an NPZ of images.")
     ],
     target: Annotated[
-        str | None, Form(description="The column to predict (tables; images use y).")
+        Text | None,
+        Form(max_length=200, description="The column to predict (tables; images use y)."),
     ] = None,
-    name: Annotated[str | None, Form(description="Defaults to the file name.")] = None,
+    name: Annotated[
+        Text | None, Form(max_length=200, description="Defaults to the file name.")
+    ] = None,
     kind: Annotated[
         Literal["table", "image"] | None,
         Form(description="table (CSV) or image (NPZ); guessed from the file when left out."),
@@ -71,7 +75,7 @@ def upload_dataset(
 
 
 @router.get("", summary="List datasets", dependencies=[needs(Scope.READ)])
-def list_datasets(session: SessionDep, limit: int = 100, offset: int = 0) -> Page[DatasetRead]:
+def list_datasets(session: SessionDep, limit: Limit = 100, offset: Offset = 0) -> Page[DatasetRead]:
     rows = datasets.list_datasets(session, limit=limit, offset=offset)
     return Page[DatasetRead](
         items=[DatasetRead.model_validate(r) for r in rows], limit=limit, offset=offset
@@ -90,5 +94,5 @@ def list_builtin() -> list[BuiltinDatasetRead]:
     summary="Get a dataset",
     dependencies=[needs(Scope.READ)],
 )
-def get_dataset(session: SessionDep, dataset_id: str) -> Dataset:
+def get_dataset(session: SessionDep, dataset_id: Text) -> Dataset:
     return datasets.get_dataset(session, dataset_id=dataset_id)

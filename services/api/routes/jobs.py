@@ -7,8 +7,18 @@ from core.vocabulary import JobState
 from registry import views as registry_views
 from services.api import views
 from services.api.auth import ReadCaller, TrainCaller, needs
-from services.api.deps import DispatcherDep, SessionDep, StoreDep
-from services.api.schemas import JobAccepted, JobCreate, JobHistoryRead, JobRead, Page
+from services.api.deps import DispatcherDep, SessionDep, SettingsDep, StoreDep
+from services.api.quotas import SubmitCaller
+from services.api.schemas import (
+    JobAccepted,
+    JobCreate,
+    JobHistoryRead,
+    JobRead,
+    Limit,
+    Offset,
+    Page,
+    Text,
+)
 from services.api.usecases import jobs as usecases
 from services.problems import ERROR_RESPONSES
 
@@ -23,7 +33,8 @@ def submit_job(
     session: SessionDep,
     store: StoreDep,
     dispatcher: DispatcherDep,
-    who: TrainCaller,
+    settings: SettingsDep,
+    who: SubmitCaller,
 ) -> JobAccepted:
     """Queue a training job: k-fold cross-validation of the spec on the dataset, a refit on
     all rows, ONNX export with a parity check, and a new model version.
@@ -33,13 +44,13 @@ def submit_job(
     not failed an hour later. Poll the `Location` header for progress.
     """
     who.require(Scope.TRAIN, model=body.model_name)
-    job = usecases.submit(session, store, dispatcher, body, owner=who.owner)
+    job = usecases.submit(session, store, dispatcher, body, owner=who.owner, settings=settings)
     response.headers["Location"] = views.job_url(request, job)
     return views.job_accepted(request, job)
 
 
 @router.get("/{job_id}", summary="Get a job")
-def get_job(request: Request, session: SessionDep, who: ReadCaller, job_id: str) -> JobRead:
+def get_job(request: Request, session: SessionDep, who: ReadCaller, job_id: Text) -> JobRead:
     """State (queued, running, succeeded, failed, cancelled), fold and epoch progress,
     per-fold metrics as folds finish, every state change with its time, and on failure
     a reason."""
@@ -49,7 +60,7 @@ def get_job(request: Request, session: SessionDep, who: ReadCaller, job_id: str)
 
 
 @router.get("/{job_id}/history", summary="Per-epoch training curves")
-def get_job_history(session: SessionDep, who: ReadCaller, job_id: str) -> JobHistoryRead:
+def get_job_history(session: SessionDep, who: ReadCaller, job_id: Text) -> JobHistoryRead:
     """Loss and metrics after every epoch (training, and validation where the fit has
     validation rows) for each fold and for the final refit, while the job runs and after.
     A running fit's lists grow as it trains (refreshed with every heartbeat, about once a
@@ -64,8 +75,8 @@ def list_jobs(
     request: Request,
     session: SessionDep,
     state: JobState | None = None,
-    limit: int = 50,
-    offset: int = 0,
+    limit: Limit = 50,
+    offset: Offset = 0,
 ) -> Page[JobRead]:
     rows = registry_views.jobs(session, state=state, limit=limit, offset=offset)
     return Page[JobRead](
@@ -74,7 +85,7 @@ def list_jobs(
 
 
 @router.post("/{job_id}/cancel", summary="Cancel a job")
-def cancel_job(request: Request, session: SessionDep, who: TrainCaller, job_id: str) -> JobRead:
+def cancel_job(request: Request, session: SessionDep, who: TrainCaller, job_id: Text) -> JobRead:
     """Cancel a queued or running job: one's own, or any with the `admin` scope. A running
     job stops at its next batch (within a few seconds); folds it finished stay recorded."""
     usecases.cancel(session, job_id=job_id, caller=who)

@@ -2,14 +2,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Request, status
 
 from core.access import Scope
 from registry import keys
 from registry.models import ApiKey
 from services.api.auth import AdminCaller, needs
 from services.api.deps import SessionDep
-from services.api.schemas import KeyCreate, KeyCreated, KeyRead
+from services.api.schemas import KeyCreate, KeyCreated, KeyRead, Text
 from services.api.usecases import keys as usecases
 from services.problems import ERROR_RESPONSES
 
@@ -17,10 +17,14 @@ router = APIRouter(prefix="/keys", tags=["keys"], responses=ERROR_RESPONSES)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, summary="Make an API key")
-def create_key(session: SessionDep, who: AdminCaller, body: KeyCreate) -> KeyCreated:
+def create_key(
+    request: Request, session: SessionDep, who: AdminCaller, body: KeyCreate
+) -> KeyCreated:
     """The answer holds the token, once: store it where the key's user keeps secrets. It
-    counts in every process within `AUTH_KEY_REFRESH_S` (1 s by default)."""
+    counts in this process at once, and in every other within `AUTH_KEY_REFRESH_S` (1 s by
+    default)."""
     key, token = usecases.create(session, body, created_by=who.actor)
+    request.app.state.keys.refresh()
     return KeyCreated.model_validate({**KeyRead.model_validate(key).model_dump(), "token": token})
 
 
@@ -37,6 +41,9 @@ def list_keys(session: SessionDep) -> Sequence[ApiKey]:
     response_model=KeyRead,
     dependencies=[needs(Scope.ADMIN)],
 )
-def revoke_key(session: SessionDep, key_id: str) -> ApiKey:
-    """Refused everywhere within `AUTH_KEY_REFRESH_S`; the row stays, for the record."""
-    return usecases.revoke(session, key_id=key_id)
+def revoke_key(request: Request, session: SessionDep, key_id: Text) -> ApiKey:
+    """Refused here at once and everywhere within `AUTH_KEY_REFRESH_S`; the row stays,
+    for the record."""
+    key = usecases.revoke(session, key_id=key_id)
+    request.app.state.keys.refresh()
+    return key

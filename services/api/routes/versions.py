@@ -8,8 +8,9 @@ from core.access import Scope
 from registry import lineage, search, versions
 from registry import views as registry_views
 from services.api import views
-from services.api.auth import TrainCaller, needs
-from services.api.deps import DispatcherDep, SessionDep, StoreDep
+from services.api.auth import needs
+from services.api.deps import DispatcherDep, SessionDep, SettingsDep, StoreDep
+from services.api.quotas import SubmitCaller
 from services.api.schemas import (
     DescriptionUpdate,
     JobAccepted,
@@ -17,6 +18,8 @@ from services.api.schemas import (
     ModelVersionRead,
     RetrainCreate,
     TagSet,
+    Text,
+    VersionNumber,
 )
 from services.api.usecases import jobs as job_usecases
 from services.api.usecases import registry as usecases
@@ -37,18 +40,18 @@ def _parse_tags(tags: list[str]) -> list[tuple[str, str | None]]:
 def list_versions(
     request: Request,
     session: SessionDep,
-    name: str,
+    name: Text,
     tag: Annotated[
-        list[str],
+        list[Text],
         Query(description="`key:value`, or `key` for any value; repeat to require several."),
     ] = [],  # noqa: B006  (FastAPI copies query defaults)
     alias: Annotated[
-        str | None, Query(description="Only the version this alias points at.")
+        Text | None, Query(description="Only the version this alias points at.")
     ] = None,
-    dataset: Annotated[str | None, Query(description="A dataset id or sha256.")] = None,
+    dataset: Annotated[Text | None, Query(description="A dataset id or sha256.")] = None,
     archived: Annotated[bool | None, Query(description="true: only archived; false: none.")] = None,
     order_by: Annotated[
-        str | None,
+        Text | None,
         Query(description="A stored metric, `f1` or `f1.mean` or `f1.std`; default: version."),
     ] = None,
     desc: Annotated[bool, Query(description="Largest first (with order_by).")] = False,
@@ -71,7 +74,9 @@ def list_versions(
 @router.get(
     "/{name}/versions/{version}", summary="Get a model version", dependencies=[needs(Scope.READ)]
 )
-def get_version(request: Request, session: SessionDep, name: str, version: int) -> ModelVersionRead:
+def get_version(
+    request: Request, session: SessionDep, name: Text, version: VersionNumber
+) -> ModelVersionRead:
     """Everything about one version: the spec, the dataset's hash, each fold's metrics and
     their mean and standard deviation, the Keras-vs-ONNX parity result, the input
     signature, the artifact hashes, its tags and the aliases that point at it."""
@@ -88,7 +93,11 @@ def _read(request: Request, session: SessionDep, name: str, version: int) -> Mod
     "/{name}/versions/{version}", summary="Describe a version", dependencies=[needs(Scope.TRAIN)]
 )
 def update_version(
-    request: Request, session: SessionDep, name: str, version: int, body: DescriptionUpdate
+    request: Request,
+    session: SessionDep,
+    name: Text,
+    version: VersionNumber,
+    body: DescriptionUpdate,
 ) -> ModelVersionRead:
     usecases.describe_version(session, name=name, version=version, description=body.description)
     return _read(request, session, name, version)
@@ -100,7 +109,7 @@ def update_version(
     dependencies=[needs(Scope.TRAIN)],
 )
 def set_version_tag(
-    session: SessionDep, name: str, version: int, key: str, body: TagSet
+    session: SessionDep, name: Text, version: VersionNumber, key: Text, body: TagSet
 ) -> dict[str, str]:
     return usecases.tag(session, name=name, version=version, key=key, value=body.value)
 
@@ -110,7 +119,9 @@ def set_version_tag(
     summary="Remove a version tag",
     dependencies=[needs(Scope.TRAIN)],
 )
-def delete_version_tag(session: SessionDep, name: str, version: int, key: str) -> dict[str, str]:
+def delete_version_tag(
+    session: SessionDep, name: Text, version: VersionNumber, key: Text
+) -> dict[str, str]:
     return usecases.tag(session, name=name, version=version, key=key, value=None)
 
 
@@ -120,7 +131,7 @@ def delete_version_tag(session: SessionDep, name: str, version: int, key: str) -
     dependencies=[needs(Scope.ADMIN)],
 )
 def archive_version(
-    request: Request, session: SessionDep, name: str, version: int
+    request: Request, session: SessionDep, name: Text, version: VersionNumber
 ) -> ModelVersionRead:
     """Keep the version and its files, but never serve it as the model's newest version;
     it is still served by number and through any alias that points at it."""
@@ -134,7 +145,7 @@ def archive_version(
     dependencies=[needs(Scope.ADMIN)],
 )
 def unarchive_version(
-    request: Request, session: SessionDep, name: str, version: int
+    request: Request, session: SessionDep, name: Text, version: VersionNumber
 ) -> ModelVersionRead:
     usecases.archive(session, name=name, version=version, archived=False)
     return _read(request, session, name, version)
@@ -147,7 +158,7 @@ def unarchive_version(
     summary="Delete a version",
     dependencies=[needs(Scope.ADMIN)],
 )
-def delete_version(session: SessionDep, name: str, version: int) -> Response:
+def delete_version(session: SessionDep, name: Text, version: VersionNumber) -> Response:
     """Delete a version that no alias points at (409 otherwise). Its ONNX and Keras files
     are removed from the artifact store unless another version or a dataset has the same
     content: by the API's sweeper, `ARTIFACT_ORPHAN_GRACE_S` after the delete. The
@@ -161,7 +172,7 @@ def delete_version(session: SessionDep, name: str, version: int) -> Response:
     summary="Where a version came from",
     dependencies=[needs(Scope.READ)],
 )
-def get_lineage(session: SessionDep, name: str, version: int) -> LineageRead:
+def get_lineage(session: SessionDep, name: Text, version: VersionNumber) -> LineageRead:
     """The job that trained it, the exact spec and seed, the dataset (id, sha256, shape),
     the versions of Kiln and of every library in the training path, the device, and the
     version it was retrained from."""
@@ -179,9 +190,10 @@ def retrain_version(
     session: SessionDep,
     store: StoreDep,
     dispatcher: DispatcherDep,
-    who: TrainCaller,
-    name: str,
-    version: int,
+    settings: SettingsDep,
+    who: SubmitCaller,
+    name: Text,
+    version: VersionNumber,
     body: RetrainCreate | None = None,
 ) -> JobAccepted:
     """Queue a job with this version's exact spec, on its own dataset or another one, into
@@ -190,7 +202,14 @@ def retrain_version(
     body = body or RetrainCreate()
     who.require(Scope.TRAIN, model=body.model_name or name)
     job = job_usecases.retrain(
-        session, store, dispatcher, model_name=name, version=version, body=body, owner=who.owner
+        session,
+        store,
+        dispatcher,
+        model_name=name,
+        version=version,
+        body=body,
+        owner=who.owner,
+        settings=settings,
     )
     response.headers["Location"] = views.job_url(request, job)
     return views.job_accepted(request, job)
@@ -203,7 +222,9 @@ def retrain_version(
     responses={**ERROR_RESPONSES, 200: {"content": {"application/octet-stream": {}}}},
     dependencies=[needs(Scope.READ)],
 )
-def download_onnx(session: SessionDep, store: StoreDep, name: str, version: int) -> Response:
+def download_onnx(
+    session: SessionDep, store: StoreDep, name: Text, version: VersionNumber
+) -> Response:
     """The ONNX model, checked against its recorded sha256 before it is sent."""
     mv = versions.get_version(session, model_name=name, version=version)
     return Response(

@@ -9,10 +9,12 @@ from registry import jobs, versions
 from registry.artifacts import ArtifactStore
 from registry.errors import InvalidState
 from registry.models import Dataset, TrainingJob
+from services.api import quotas
 from services.api.auth import Caller
 from services.api.dispatch import Dispatcher
 from services.api.schemas import JobCreate, RetrainCreate
 from services.api.usecases import datasets
+from services.settings import ApiSettings
 from training.spec import DataInfo, ModelSpec, check_against_data
 
 
@@ -23,6 +25,7 @@ def submit(
     body: JobCreate,
     *,
     owner: str | None,
+    settings: ApiSettings,
 ) -> TrainingJob:
     """Queue a training job of the spec on the dataset, refused (422) when the spec cannot
     train on it."""
@@ -33,7 +36,7 @@ def submit(
         spec=body.spec.model_dump(mode="json"),
         owner=owner,
     )
-    return _queue(session, dispatcher, dataset, body.spec, job)
+    return _queue(session, dispatcher, dataset, body.spec, job, settings)
 
 
 def retrain(
@@ -45,6 +48,7 @@ def retrain(
     version: int,
     body: RetrainCreate,
     owner: str | None,
+    settings: ApiSettings,
 ) -> TrainingJob:
     """Queue a job with a version's exact spec, on its dataset or another, into the same
     model or another; the new version records where it came from."""
@@ -58,7 +62,8 @@ def retrain(
         retrained_from_id=source.id,
         owner=owner,
     )
-    return _queue(session, dispatcher, dataset, ModelSpec.model_validate(source.spec), job)
+    spec = ModelSpec.model_validate(source.spec)
+    return _queue(session, dispatcher, dataset, spec, job, settings)
 
 
 def cancel(session: Session, *, job_id: str, caller: Caller) -> TrainingJob:
@@ -80,20 +85,26 @@ def cancel(session: Session, *, job_id: str, caller: Caller) -> TrainingJob:
 
 
 def _queue(
-    session: Session, dispatcher: Dispatcher, dataset: Dataset, spec: ModelSpec, job: TrainingJob
+    session: Session,
+    dispatcher: Dispatcher,
+    dataset: Dataset,
+    spec: ModelSpec,
+    job: TrainingJob,
+    settings: ApiSettings,
 ) -> TrainingJob:
-    """Queue ``job`` (a new row, not stored yet) once ``spec`` fits its dataset."""
-    check_against_data(
-        spec,
-        DataInfo.of_dataset(
-            kind=dataset.kind,
-            n_rows=dataset.n_rows,
-            shape=dataset.shape,
-            columns=dataset.columns,
-            target=dataset.target,
-            class_counts=dataset.class_counts,
-        ),
+    """Queue ``job`` (a new row, not stored yet) once ``spec`` fits its dataset and the
+    limits, and its owner has room for one more active job."""
+    data = DataInfo.of_dataset(
+        kind=dataset.kind,
+        n_rows=dataset.n_rows,
+        shape=dataset.shape,
+        columns=dataset.columns,
+        target=dataset.target,
+        class_counts=dataset.class_counts,
     )
+    check_against_data(spec, data)
+    quotas.check_spec_size(spec, data, settings)
+    quotas.check_active_jobs(session, job.owner, settings)
     jobs.add_job(session, job)
     # Recorded as sent in the same commit as the row, then sent: one transaction on the
     # way. A worker never sees an id that is not in the registry. A broker that refuses

@@ -63,6 +63,7 @@ INTENDED: dict[str, int] = {
     "non_numeric_features": 422,
     "upload_not_npz": 422,
     "images_invalid": 422,
+    "data_too_large": 413,
     "spec_data_mismatch": 422,
     # training.errors: a job's failure reasons (never an HTTP answer, but one if they were)
     "non_finite_loss": 422,
@@ -74,12 +75,17 @@ INTENDED: dict[str, int] = {
     "upload_too_large": 413,
     "unknown_builtin_dataset": 404,
     "versions_invalid": 422,
+    "spec_over_limit": 422,
+    "rate_limited": 429,
+    "too_many_active_jobs": 429,
     # services.predict.errors
     "infer_request_invalid": 400,
     "rows_invalid": 422,
     "request_too_large": 413,
     "model_load_failed": 500,
     "output_not_finite": 500,
+    "overloaded": 503,
+    "predict_rate_limited": 429,
 }
 # Importing these runs a process's entry point (the worker's Celery app reads settings and
 # makes folders) or Alembic's environment; they define no errors.

@@ -9,8 +9,10 @@ from typing import Any
 import numpy as np
 import pytest
 
+from tests.factories import cnn, lstm, mlp, model_spec
 from training.builder import build_model, import_keras, standardiser_stats
 from training.spec import ModelSpec
+from training.spec.shapes import count_parameters
 
 keras = import_keras()
 
@@ -249,3 +251,46 @@ def test_a_saved_gelu_model_loads_back(tmp_path: Any) -> None:
     loaded = keras.models.load_model(path)
     x = np.array([[0.5, -1.0]], dtype=np.float32)
     assert np.allclose(np.asarray(loaded(x)), np.asarray(model(x)))
+
+
+@pytest.mark.parametrize(
+    ("spec", "shape"),
+    [
+        (mlp(16, 0.1, 8), (30,)),
+        (
+            mlp(12, task="multiclass", classes=3)
+            | {
+                "layers": [
+                    {"type": "Dense", "units": 12, "activation": "relu"},
+                    {"type": "BatchNormalization"},
+                    {"type": "Dense", "units": 3, "activation": "softmax"},
+                ]
+            },
+            (4,),
+        ),
+        (cnn(filters=6), (8, 8, 1)),
+        (lstm(5), (10, 3)),
+        (
+            lstm(5) | {"layers": [{"type": "GRU", "units": 5}, {"type": "Dense", "units": 1}]},
+            (10, 3),
+        ),
+        (
+            lstm(5)
+            | {
+                "layers": [
+                    {"type": "Conv1D", "filters": 4, "kernel_size": 3},
+                    {"type": "SimpleRNN", "units": 3},
+                    {"type": "Dense", "units": 1},
+                ]
+            },
+            (10, 3),
+        ),
+    ],
+    ids=["mlp", "batchnorm", "cnn", "lstm", "gru", "conv1d-rnn"],
+)
+def test_parameter_count_without_tensorflow_matches_keras(
+    spec: dict[str, Any], shape: tuple[int, ...]
+) -> None:
+    parsed = model_spec(spec)
+    model = build_model(parsed, input_shape=shape, mean=np.zeros(shape[-1]), std=np.ones(shape[-1]))
+    assert count_parameters(parsed.layers, shape) == model.count_params()

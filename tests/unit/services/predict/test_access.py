@@ -108,3 +108,16 @@ def test_an_open_predictor_needs_no_key(tmp_path: Path) -> None:
         create_app(make_settings(tmp_path, kiln_auth="off"), source=make_source())
     ) as c:
         assert c.post("/v2/models/cancer/infer", **INFER).status_code == 200
+
+
+def test_a_key_past_its_rate_gets_429_with_retry_after(tmp_path: Path) -> None:
+    keys = KeyRing(lambda: GRANTS, max_age_s=3600, required=True)
+    settings = make_settings(tmp_path, kiln_auth="required", predict_rate_limit="3/minute")
+    with TestClient(create_app(settings, source=make_source(), keys=keys)) as c:
+        url = "/v2/models/cancer/infer"
+        answers = [c.post(url, headers=key("predict"), **INFER).status_code for _ in range(4)]
+        assert answers == [200, 200, 200, 429]
+        limited = c.post(url, headers=key("predict"), **INFER)
+        assert "PREDICT_RATE_LIMIT" in limited.json()["error"]
+        assert 1 <= int(limited.headers["retry-after"]) <= 60
+        assert c.post(url, headers=key("admin"), **INFER).status_code == 200  # its own budget

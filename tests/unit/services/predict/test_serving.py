@@ -3,10 +3,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 from fastapi.testclient import TestClient
 
@@ -117,3 +120,43 @@ def test_a_hook_refuses_requests_on_the_infer_fast_path_and_the_fastapi_routes(
     assert all(name == name.lower() for head in seen for name, _ in head.headers)
     assert seen[-1].header(b"x-test-key") == b"ok"
     assert seen[-1].content_length == int(predicted.request.headers["content-length"]) > 0
+
+
+class SlowSource(MemorySource):
+    """Loads block until released: requests stay in flight while the test looks."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+
+    def load(self, name: str, version: int) -> Any:
+        self.release.wait(10)
+        return super().load(name, version)
+
+
+def test_past_its_in_flight_limit_the_predictor_answers_503_with_retry_after(
+    tmp_path: Path,
+) -> None:
+    asyncio.run(_in_flight_limit(tmp_path))
+
+
+async def _in_flight_limit(tmp_path: Path) -> None:
+    source = SlowSource()
+    source.add("cancer", 1, BIN_V2.onnx, BIN_V2.signature)
+    app = create_app(make_settings(tmp_path, predict_max_in_flight=2), source=source)
+    transport = httpx.ASGITransport(app=app)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://predictor") as c,
+    ):
+        url = "/v2/models/cancer/versions/1/infer"
+        held = [asyncio.create_task(c.post(url, json=infer_body(ROWS))) for _ in range(2)]
+        await asyncio.sleep(0.2)  # both wait for the model's load
+        refused = await c.post(url, json=infer_body(ROWS))
+        assert refused.status_code == 503
+        assert refused.headers["retry-after"] == "1"
+        assert "PREDICT_MAX_IN_FLIGHT" in refused.json()["error"]
+        assert (await c.get("/v2/health/live")).status_code == 200  # probes still answered
+        source.release.set()
+        assert [r.status_code for r in await asyncio.gather(*held)] == [200, 200]
+        assert (await c.post(url, json=infer_body(ROWS))).status_code == 200
