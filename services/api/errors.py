@@ -38,3 +38,13 @@ class RateLimited(KilnError):
 class TooManyActiveJobs(KilnError):
     kind = ErrorKind.TOO_MANY_REQUESTS
     code = "too_many_active_jobs"
+
+
+class IdempotencyKeyReused(KilnError):
+    kind = ErrorKind.CONFLICT
+    code = "idempotency_key_reused"
+
+
+class IdempotencyKeyInProgress(KilnError):
+    kind = ErrorKind.CONFLICT
+    code = "idempotency_key_in_progress"

@@ -3,6 +3,8 @@ everything they show: no query runs here."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import Request
 
 from core.vocabulary import JobState
@@ -28,6 +30,11 @@ def job_url(request: Request, job: TrainingJob) -> str:
 
 def job_accepted(request: Request, job: TrainingJob) -> JobAccepted:
     return JobAccepted(id=job.id, state=job.state, links={"self": job_url(request, job)})
+
+
+def accepted_headers(body: dict[str, Any]) -> dict[str, str]:
+    """The headers of a replayed 202 (services/api/idempotency.py): where to poll."""
+    return {"Location": body["links"]["self"]}
 
 
 def job_read(request: Request, job: TrainingJob) -> JobRead:

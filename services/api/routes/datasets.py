@@ -2,16 +2,18 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, File, Form, Response, UploadFile, status
+from fastapi import APIRouter, File, Form, Request, Response, UploadFile, status
+from pydantic import BaseModel
 
 from core.access import Scope
 from core.vocabulary import DataKind
 from registry import datasets
 from registry.models import Dataset
-from services.api import builtin
+from services.api import builtin, idempotency
 from services.api.auth import needs
 from services.api.deps import SessionDep, SettingsDep, StoreDep
-from services.api.quotas import limit_submissions
+from services.api.idempotency import IdempotencyKey
+from services.api.quotas import SubmitCaller
 from services.api.schemas import BuiltinDatasetRead, DatasetRead, Limit, Offset, Page, Text
 from services.api.usecases import datasets as usecases
 from services.problems import ERROR_RESPONSES, UPLOAD_RESPONSES
@@ -25,9 +27,10 @@ router = APIRouter(prefix="/datasets", tags=["datasets"], responses=ERROR_RESPON
     status_code=status.HTTP_201_CREATED,
     summary="Upload a dataset: a CSV table or an NPZ of images",
     responses=UPLOAD_RESPONSES,
-    dependencies=[Depends(limit_submissions)],
 )
 def upload_dataset(
+    request: Request,
+    who: SubmitCaller,
     session: SessionDep,
     store: StoreDep,
     settings: SettingsDep,
@@ -46,7 +49,8 @@ def upload_dataset(
         Literal["table", "image"] | None,
         Form(description="table (CSV) or image (NPZ); guessed from the file when left out."),
     ] = None,
-) -> Dataset:
+    idempotency_key: IdempotencyKey = None,
+) -> BaseModel | Response:
     """Upload a CSV with a header row (`kind=table`, the target column named in `target`),
     or an NPZ written by `np.savez(f, x=images, y=labels)` (`kind=image`): `x` of shape
     (N, H, W) or (N, H, W, C), numeric and finite, and `y` of shape (N,). Kiln stores it
@@ -58,20 +62,35 @@ def upload_dataset(
     returns the existing dataset with 200. A time-series CSV is uploaded as a table: the
     job's spec `window` cuts it into sequences.
     """
-    dataset, created = usecases.upload(
-        session,
-        store,
-        data=file.file.read(settings.max_upload_bytes + 1),
-        max_bytes=settings.max_upload_bytes,
-        filename=file.filename,
-        content_type=file.content_type,
-        kind=None if kind is None else DataKind(kind),
-        target=target,
-        name=name,
+    data = file.file.read(settings.max_upload_bytes + 1)
+    created = True
+
+    def store_it() -> DatasetRead:
+        nonlocal created
+        dataset, created = usecases.upload(
+            session,
+            store,
+            data=data,
+            max_bytes=settings.max_upload_bytes,
+            filename=file.filename,
+            content_type=file.content_type,
+            kind=None if kind is None else DataKind(kind),
+            target=target,
+            name=name,
+        )
+        if not created:
+            response.status_code = status.HTTP_200_OK
+        return DatasetRead.model_validate(dataset)
+
+    return idempotency.once(
+        request.app.state.sessionmaker,
+        key=idempotency_key,
+        owner=who.owner,
+        operation="datasets-upload_dataset",
+        request=idempotency.fingerprint(data, [file.filename, kind, target, name]),
+        status=status.HTTP_201_CREATED,
+        run=store_it,
     )
-    if not created:
-        response.status_code = status.HTTP_200_OK
-    return dataset
 
 
 @router.get("", summary="List datasets", dependencies=[needs(Scope.READ)])

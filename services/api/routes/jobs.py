@@ -1,13 +1,15 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response, status
+from pydantic import BaseModel
 
 from core.access import Scope
 from core.vocabulary import JobState
 from registry import views as registry_views
-from services.api import views
+from services.api import idempotency, views
 from services.api.auth import ReadCaller, TrainCaller, needs
 from services.api.deps import DispatcherDep, SessionDep, SettingsDep, StoreDep
+from services.api.idempotency import IdempotencyKey
 from services.api.quotas import SubmitCaller
 from services.api.schemas import (
     JobAccepted,
@@ -25,7 +27,12 @@ from services.problems import ERROR_RESPONSES
 router = APIRouter(prefix="/jobs", tags=["jobs"], responses=ERROR_RESPONSES)
 
 
-@router.post("", status_code=status.HTTP_202_ACCEPTED, summary="Submit a training job")
+@router.post(
+    "",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=JobAccepted,
+    summary="Submit a training job",
+)
 def submit_job(
     request: Request,
     response: Response,
@@ -35,18 +42,33 @@ def submit_job(
     dispatcher: DispatcherDep,
     settings: SettingsDep,
     who: SubmitCaller,
-) -> JobAccepted:
+    idempotency_key: IdempotencyKey = None,
+) -> BaseModel | Response:
     """Queue a training job: k-fold cross-validation of the spec on the dataset, a refit on
     all rows, ONNX export with a parity check, and a new model version.
 
     The spec is checked against the dataset here (output layer against the number of
     classes, k against the smallest class): a job that cannot train is refused with 422,
-    not failed an hour later. Poll the `Location` header for progress.
+    not failed an hour later. Poll the `Location` header for progress. With an
+    `Idempotency-Key`, sending the same request again answers the same job.
     """
     who.require(Scope.TRAIN, model=body.model_name)
-    job = usecases.submit(session, store, dispatcher, body, owner=who.owner, settings=settings)
-    response.headers["Location"] = views.job_url(request, job)
-    return views.job_accepted(request, job)
+
+    def submit() -> JobAccepted:
+        job = usecases.submit(session, store, dispatcher, body, owner=who.owner, settings=settings)
+        response.headers["Location"] = views.job_url(request, job)
+        return views.job_accepted(request, job)
+
+    return idempotency.once(
+        request.app.state.sessionmaker,
+        key=idempotency_key,
+        owner=who.owner,
+        operation="jobs-submit_job",
+        request=idempotency.fingerprint(body.model_dump(mode="json")),
+        status=status.HTTP_202_ACCEPTED,
+        run=submit,
+        headers=views.accepted_headers,
+    )
 
 
 @router.get("/{job_id}", summary="Get a job")

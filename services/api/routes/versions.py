@@ -3,13 +3,15 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response, status
+from pydantic import BaseModel
 
 from core.access import Scope
 from registry import lineage, search, versions
 from registry import views as registry_views
-from services.api import views
+from services.api import idempotency, views
 from services.api.auth import needs
 from services.api.deps import DispatcherDep, SessionDep, SettingsDep, StoreDep
+from services.api.idempotency import IdempotencyKey
 from services.api.quotas import SubmitCaller
 from services.api.schemas import (
     DescriptionUpdate,
@@ -182,6 +184,7 @@ def get_lineage(session: SessionDep, name: Text, version: VersionNumber) -> Line
 @router.post(
     "/{name}/versions/{version}/retrain",
     status_code=status.HTTP_202_ACCEPTED,
+    response_model=JobAccepted,
     summary="Retrain a version",
 )
 def retrain_version(
@@ -195,24 +198,38 @@ def retrain_version(
     name: Text,
     version: VersionNumber,
     body: RetrainCreate | None = None,
-) -> JobAccepted:
+    idempotency_key: IdempotencyKey = None,
+) -> BaseModel | Response:
     """Queue a job with this version's exact spec, on its own dataset or another one, into
     the same model or another. The spec is checked against the dataset as for any job;
     the new version records that it was retrained from this one."""
-    body = body or RetrainCreate()
-    who.require(Scope.TRAIN, model=body.model_name or name)
-    job = job_usecases.retrain(
-        session,
-        store,
-        dispatcher,
-        model_name=name,
-        version=version,
-        body=body,
+    retrain = body or RetrainCreate()
+    who.require(Scope.TRAIN, model=retrain.model_name or name)
+
+    def submit() -> JobAccepted:
+        job = job_usecases.retrain(
+            session,
+            store,
+            dispatcher,
+            model_name=name,
+            version=version,
+            body=retrain,
+            owner=who.owner,
+            settings=settings,
+        )
+        response.headers["Location"] = views.job_url(request, job)
+        return views.job_accepted(request, job)
+
+    return idempotency.once(
+        request.app.state.sessionmaker,
+        key=idempotency_key,
         owner=who.owner,
-        settings=settings,
+        operation="models-retrain_version",
+        request=idempotency.fingerprint(name, version, retrain.model_dump(mode="json")),
+        status=status.HTTP_202_ACCEPTED,
+        run=submit,
+        headers=views.accepted_headers,
     )
-    response.headers["Location"] = views.job_url(request, job)
-    return views.job_accepted(request, job)
 
 
 @router.get(

@@ -78,6 +78,8 @@ INTENDED: dict[str, int] = {
     "spec_over_limit": 422,
     "rate_limited": 429,
     "too_many_active_jobs": 429,
+    "idempotency_key_reused": 409,
+    "idempotency_key_in_progress": 409,
     # services.predict.errors
     "infer_request_invalid": 400,
     "rows_invalid": 422,
