@@ -16,6 +16,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from core.errors import ErrorKind, KilnError
 
@@ -94,6 +95,16 @@ async def _domain_error(_request: Request, exc: Exception) -> JSONResponse:
 
 async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
+    not_json = [e for e in exc.errors() if e.get("type") == "json_invalid"]
+    if not_json:
+        # Not a field that breaks a rule (422): the body cannot be read at all.
+        where = not_json[0].get("ctx", {}).get("error", "") or not_json[0].get("msg", "")
+        return problem_response(
+            "body_not_json",
+            f"the request body is not valid JSON ({where}); expected a JSON object, sent "
+            "with Content-Type: application/json",
+            400,
+        )
     errors = [
         {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
         for e in exc.errors()
@@ -101,6 +112,18 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     summary = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in errors)
     detail = f"the request is invalid: {summary}"
     return problem_response("request_invalid", detail, 422, errors=errors)
+
+
+async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+    # Starlette's own refusals: an unknown path, a method the path does not take, a
+    # multipart body that cannot be parsed.
+    assert isinstance(exc, StarletteHTTPException)
+    code = _HTTP_CODES.get(exc.status_code, "http_error")
+    headers = dict(exc.headers) if exc.headers else None
+    return problem_response(code, str(exc.detail), exc.status_code, headers=headers)
+
+
+_HTTP_CODES = {400: "body_unreadable", 404: "route_not_found", 405: "method_not_allowed"}
 
 
 async def _database_error(request: Request, exc: Exception) -> JSONResponse:
@@ -136,6 +159,7 @@ def install(app: FastAPI) -> None:
 
     app.add_exception_handler(KilnError, _domain_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(DBAPIError, _database_error)
     app.add_exception_handler(PoolTimeout, _database_error)
     app.add_exception_handler(Exception, _unexpected_error)
@@ -146,6 +170,7 @@ def _documented(description: str) -> dict[str, Any]:
 
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: _documented("The body cannot be read: not JSON, or a malformed form"),
     404: _documented("Not found"),
     409: _documented("Conflict"),
     422: _documented("Invalid request"),

@@ -52,6 +52,12 @@ class ImagesInvalid(DataError):
     code = "images_invalid"
 
 
+# The arrays an NPZ declares would take more memory than the upload limit allows.
+class DataTooLarge(DataError):
+    kind = ErrorKind.TOO_LARGE
+    code = "data_too_large"
+
+
 # The spec is valid on its own but cannot train on the chosen data.
 class SpecDataMismatch(KilnError):
     kind = ErrorKind.INVALID

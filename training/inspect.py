@@ -8,14 +8,17 @@ problem is a `DataError` whose message says what was found and what was expected
 from __future__ import annotations
 
 import io
+import math
 import zipfile
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import pandas as pd
 
 from core.vocabulary import DataKind
 from training.errors import (
+    DataTooLarge,
     EmptyData,
     ImagesInvalid,
     MissingValues,
@@ -93,35 +96,82 @@ def read_csv(data: bytes, *, target: str) -> pd.DataFrame:
     return frame
 
 
-def read_npz(data: bytes) -> tuple[np.ndarray, np.ndarray]:
-    """The ``x`` images (N, H, W) or (N, H, W, C) and ``y`` labels (N,) of an NPZ."""
+def read_npz(data: bytes, *, max_bytes: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The ``x`` images (N, H, W) or (N, H, W, C) and ``y`` labels (N,) of an NPZ.
+
+    Each array's header is read first (numpy's own format reader): the shape and dtype it
+    declares must take exactly the bytes the archive says the member holds, and the two
+    arrays together at most ``max_bytes`` (None: no bound). Only then is the data read,
+    no more than declared, so a lying header or a zip bomb is refused before it is
+    decompressed.
+    """
     savez = "expected the output of np.savez(file, x=images, y=labels)"
     if not data.startswith(b"PK"):
         raise NotNpz(f"the file is not an NPZ archive; {savez}")
     try:
-        archive = np.load(io.BytesIO(data), allow_pickle=False)
-    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            members = {
+                info.filename.removesuffix(".npy"): info
+                for info in archive.infolist()
+                if info.filename.endswith(".npy")
+            }
+            missing = [k for k in ("x", "y") if k not in members]
+            if missing:
+                raise ImagesInvalid(
+                    f"the NPZ has no array {missing[0]!r}; it holds {sorted(members)}. Expected "
+                    "'x': images (N, H, W) or (N, H, W, C) and 'y': labels (N,)"
+                )
+            declared = members["x"].file_size + members["y"].file_size
+            if max_bytes is not None and declared > max_bytes:
+                raise DataTooLarge(
+                    f"the NPZ's arrays x and y take {declared} bytes unpacked; at most "
+                    f"{max_bytes} are accepted: send fewer or smaller images"
+                )
+            x = _read_member(archive, members["x"], "x")
+            y = _read_member(archive, members["y"], "y")
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError) as exc:
         raise NotNpz(f"the file is not an NPZ archive ({exc}); {savez}") from None
-    if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise NotNpz(f"the file is a single NumPy array, not an NPZ archive; {savez}")
-    with archive:
-        missing = [k for k in ("x", "y") if k not in archive.files]
-        if missing:
-            raise ImagesInvalid(
-                f"the NPZ has no array {missing[0]!r}; it holds {archive.files}. Expected 'x': "
-                "images (N, H, W) or (N, H, W, C) and 'y': labels (N,)"
-            )
-        try:
-            x, y = archive["x"], archive["y"]
-        except (ValueError, OSError, zipfile.BadZipFile) as exc:
-            # Object arrays need pickle, which is refused.
-            raise ImagesInvalid(
-                f"the NPZ arrays could not be read without pickle ({exc})"
-            ) from None
     problem = _image_problem(x, y)
     if problem:
         raise ImagesInvalid(problem)
     return x, y
+
+
+def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, name: str) -> np.ndarray:
+    """One ``.npy`` member, its header checked against the member's size before its data
+    is read."""
+    with archive.open(info) as f:
+        try:
+            version = np.lib.format.read_magic(f)
+            if version == (1, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+            elif version == (2, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+            else:
+                raise ValueError(f"NPY format version {version[0]}.{version[1]} is not read")
+        except ValueError as exc:
+            raise ImagesInvalid(f"array {name!r} has no valid NPY header ({exc})") from None
+        if dtype.hasobject:
+            # Object arrays need pickle, which is refused.
+            raise ImagesInvalid(
+                f"array {name!r} holds Python objects, which are not read (they need pickle); "
+                "expected numbers or strings"
+            )
+        if any(d < 0 for d in shape):
+            raise ImagesInvalid(f"array {name!r} declares the shape {list(shape)}")
+        size = math.prod(shape) * dtype.itemsize
+        header = f.tell()
+        if header + size != info.file_size:
+            raise ImagesInvalid(
+                f"array {name!r} declares shape {list(shape)} of {dtype} ({size} bytes), but the "
+                f"archive holds {info.file_size - header} bytes for it: the file is damaged "
+                "or was not written by np.save"
+            )
+        buffer = bytearray(size)
+        # ZipExtFile is a BufferedIOBase: the data lands in the array's buffer, once.
+        if cast(io.BufferedIOBase, f).readinto(buffer) != size:
+            raise ImagesInvalid(f"array {name!r} ends before its {size} bytes")
+    return np.frombuffer(buffer, dtype=dtype).reshape(shape, order="F" if fortran else "C")
 
 
 def _image_problem(x: np.ndarray, y: np.ndarray) -> str | None:
@@ -174,8 +224,8 @@ def inspect_csv(data: bytes, *, target: str) -> DataSummary:
     )
 
 
-def inspect_npz(data: bytes) -> DataSummary:
-    x, y = read_npz(data)
+def inspect_npz(data: bytes, *, max_bytes: int | None = None) -> DataSummary:
+    x, y = read_npz(data, max_bytes=max_bytes)
     return DataSummary(
         kind=DataKind.IMAGE,
         n_rows=int(x.shape[0]),
@@ -188,10 +238,13 @@ def inspect_npz(data: bytes) -> DataSummary:
     )
 
 
-def inspect(data: bytes, *, kind: DataKind, target: str) -> DataSummary:
-    """Check and summarise a table (``target`` names its label column) or images."""
+def inspect(
+    data: bytes, *, kind: DataKind, target: str, max_npz_bytes: int | None = None
+) -> DataSummary:
+    """Check and summarise a table (``target`` names its label column) or images (an NPZ
+    whose arrays take at most ``max_npz_bytes`` unpacked; None: no bound)."""
     if kind == DataKind.IMAGE:
-        return inspect_npz(data)
+        return inspect_npz(data, max_bytes=max_npz_bytes)
     return inspect_csv(data, target=target)
 
 

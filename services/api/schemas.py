@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi import Path, Query
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from core.access import Scope
 from core.vocabulary import DataKind, JobState
@@ -14,6 +15,30 @@ from training.spec import ModelSpec
 T = TypeVar("T")
 
 MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+
+# Version numbers are 32-bit integer columns; a larger number names no version, and
+# PostgreSQL refuses to compare one with them.
+MAX_VERSION = 2**31 - 1
+MAX_PAGE = 1000
+MAX_OFFSET = 2**31 - 1
+
+
+def _refuse_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError(
+            "must not contain the NUL character (\\u0000), which no text column can store"
+        )
+    return value
+
+
+# Every string a client sends that is stored or compared with a column: PostgreSQL
+# refuses NUL in text, so it is refused here with the field's name instead.
+Text = Annotated[str, AfterValidator(_refuse_nul)]
+VersionNumber = Annotated[
+    int, Path(ge=1, le=MAX_VERSION, description=f"A version number, 1 to {MAX_VERSION}.")
+]
+Limit = Annotated[int, Query(ge=1, le=MAX_PAGE, description=f"At most {MAX_PAGE} a page.")]
+Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET, description="How many to skip.")]
 
 
 class _Read(BaseModel):
@@ -61,7 +86,7 @@ class JobCreate(BaseModel):
         pattern=MODEL_NAME_PATTERN,
         description="Registered model the new version goes to; created on first use.",
     )
-    dataset: str = Field(
+    dataset: Text = Field(
         description="A dataset id from POST /datasets, or `sklearn:<name>` for a built-in "
         "dataset (breast_cancer, iris, wine, digits, diabetes, digits_images)."
     )
@@ -190,19 +215,19 @@ class ModelRead(BaseModel):
 class AliasSet(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    version: int = Field(ge=1, description="The version the alias will point at.")
-    reason: str | None = Field(default=None, max_length=2000)
+    version: int = Field(ge=1, le=MAX_VERSION, description="The version the alias will point at.")
+    reason: Text | None = Field(default=None, max_length=2000)
 
 
 class AliasRollback(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    to: int | Literal["previous"] = Field(
+    to: Annotated[int, Field(ge=1, le=MAX_VERSION)] | Literal["previous"] = Field(
         default="previous",
         description="A version number, or `previous`: where the alias pointed before its "
         "last change.",
     )
-    reason: str | None = Field(default=None, max_length=2000)
+    reason: Text | None = Field(default=None, max_length=2000)
 
 
 class AliasRead(BaseModel):
@@ -223,19 +248,19 @@ class AliasEventRead(_Read):
 class DescriptionUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    description: str | None = Field(max_length=20000, description="null removes it.")
+    description: Text | None = Field(max_length=20000, description="null removes it.")
 
 
 class TagSet(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    value: str = Field(max_length=5000)
+    value: Text = Field(max_length=5000)
 
 
 class RetrainCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    dataset: str | None = Field(
+    dataset: Text | None = Field(
         default=None,
         description="A dataset id or `sklearn:<name>`; defaults to the version's own dataset.",
     )
@@ -300,7 +325,7 @@ class CompareRead(BaseModel):
 class KeyCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    owner: str = Field(
+    owner: Text = Field(
         min_length=1, max_length=200, description="Who uses the key; recorded in histories."
     )
     scopes: list[Scope] = Field(
@@ -308,7 +333,7 @@ class KeyCreate(BaseModel):
         description="read: every GET; predict: the prediction service; train: upload data, "
         "submit, retrain and cancel one's own jobs, describe and tag; admin: everything.",
     )
-    models: list[str] | None = Field(
+    models: list[Text] | None = Field(
         default=None,
         max_length=1000,
         description="Limit the key to these model names; omitted: every model.",

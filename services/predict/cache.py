@@ -12,6 +12,7 @@ import anyio
 import anyio.to_thread
 
 from core.errors import ErrorKind, KilnError
+from core.text import printable
 from registry.errors import ModelNotFound, VersionNotFound
 from services.predict.errors import InferRequestInvalid, ModelLoadError
 from services.predict.model import Device, OnnxModel
@@ -147,7 +148,7 @@ class ModelCache:
                 label = ref[0] + (f"@{ref[1]}" if ref[1] else "")
                 log.error(
                     "%s moved to version %d, which cannot be served; still serving version %d: %s",
-                    label,
+                    printable(label),
                     version,
                     self._refs.get(ref, 0),
                     exc.message,
@@ -170,7 +171,11 @@ class ModelCache:
                 dropped = self._models.pop(key, None)
                 if dropped is not None:
                     self._bytes -= dropped.size_bytes
-                    log.info("model '%s' version %d was deleted; no longer served", *key)
+                    log.info(
+                        "model '%s' version %d was deleted; no longer served",
+                        printable(key[0]),
+                        key[1],
+                    )
 
     async def _load(self, key: tuple[str, int]) -> OnnxModel:
         # One load per key even when many requests for a cold model arrive together.

@@ -24,10 +24,17 @@ HEADER_LENGTH = "inference-header-content-length"
 _JSON_KINDS = {"f": "fiu", "i": "iu", "u": "iu", "b": "b"}
 # Integers that a float type holds exactly: 2**(mantissa bits + 1).
 _EXACT_INT = {2: 2**11, 4: 2**24, 8: 2**53}
+# Version numbers are 32-bit integer columns in the registry; a larger one names no
+# version, and PostgreSQL refuses to compare one with them.
+MAX_VERSION = 2**31 - 1
 
 
 def split_model_name(raw: str) -> Ref:
     """`name@alias` to (name, alias); a plain name to (name, None)."""
+    if "\x00" in raw:
+        raise InferRequestInvalid(
+            f"model reference {raw!r} holds a NUL character; expected 'name' or 'name@alias'"
+        )
     name, sep, alias = raw.partition("@")
     if sep and (not name or not alias):
         raise InferRequestInvalid(f"model reference must be 'name' or 'name@alias', got '{raw}'")
@@ -40,11 +47,13 @@ def parse_target(name: str, version: str | None) -> tuple[Ref, int | None]:
     if version is None:
         return ref, None
     try:
-        number = int(version)
+        number = int(version) if version.isdigit() else 0
     except ValueError:
         number = 0
-    if number < 1:
-        raise InferRequestInvalid(f"version must be a positive integer, got '{version}'")
+    if not 1 <= number <= MAX_VERSION:
+        raise InferRequestInvalid(
+            f"version must be a positive integer (at most {MAX_VERSION}), got {version!r}"
+        )
     if ref[1] is not None:
         raise InferRequestInvalid(f"ask for '{name}' or for a version of '{ref[0]}', not both")
     return ref, number

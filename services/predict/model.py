@@ -10,6 +10,7 @@ from typing import Any, Literal
 import numpy as np
 import onnxruntime as ort
 
+from core.text import printable
 from core.vocabulary import DataKind, Task
 from services.predict.errors import InferRequestInvalid, ModelLoadError
 from services.predict.source import ResolvedModel
@@ -213,7 +214,7 @@ def _session(resolved: ResolvedModel, providers: list[str]) -> ort.InferenceSess
         # take a model offline that the CPU can serve; the metadata then reports CPU.
         log.warning(
             "model '%s' version %d: session with %s failed; falling back to the CPU",
-            resolved.name,
+            printable(resolved.name),
             resolved.version,
             providers,
             exc_info=True,

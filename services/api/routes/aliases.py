@@ -9,7 +9,7 @@ from registry import aliases
 from services.api import views
 from services.api.auth import AdminCaller, needs
 from services.api.deps import SessionDep
-from services.api.schemas import AliasEventRead, AliasRead, AliasRollback, AliasSet
+from services.api.schemas import AliasEventRead, AliasRead, AliasRollback, AliasSet, Text
 from services.api.usecases import registry as usecases
 from services.problems import ERROR_RESPONSES
 
@@ -17,15 +17,15 @@ router = APIRouter(prefix="/models", tags=["models"], responses=ERROR_RESPONSES)
 
 
 @router.get("/{name}/aliases", summary="List a model's aliases", dependencies=[needs(Scope.READ)])
-def list_aliases(session: SessionDep, name: str) -> list[AliasRead]:
+def list_aliases(session: SessionDep, name: Text) -> list[AliasRead]:
     return [views.alias_read(a) for a in aliases.list_aliases(session, model_name=name)]
 
 
 @router.get("/{name}/aliases/history", summary="Alias history", dependencies=[needs(Scope.READ)])
 def alias_history(
     session: SessionDep,
-    name: str,
-    alias: Annotated[str | None, Query(description="Only this alias's changes.")] = None,
+    name: Text,
+    alias: Annotated[Text | None, Query(description="Only this alias's changes.")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[AliasEventRead]:
     """Every change of the model's aliases, newest first: from-version, to-version (null
@@ -37,13 +37,13 @@ def alias_history(
 
 
 @router.get("/{name}/aliases/{alias}", summary="Get an alias", dependencies=[needs(Scope.READ)])
-def get_alias(session: SessionDep, name: str, alias: str) -> AliasRead:
+def get_alias(session: SessionDep, name: Text, alias: Text) -> AliasRead:
     return views.alias_read(aliases.get_alias(session, model_name=name, alias=alias))
 
 
 @router.put("/{name}/aliases/{alias}", summary="Point an alias at a version")
 def set_alias(
-    session: SessionDep, who: AdminCaller, name: str, alias: str, body: AliasSet
+    session: SessionDep, who: AdminCaller, name: Text, alias: Text, body: AliasSet
 ) -> AliasEventRead:
     """Create the alias or move it (a promotion). The change is recorded with the version
     it came from, the owner of the API key and the optional reason. Alias names are 1 to
@@ -57,9 +57,9 @@ def set_alias(
 def delete_alias(
     session: SessionDep,
     who: AdminCaller,
-    name: str,
-    alias: str,
-    reason: Annotated[str | None, Query(max_length=2000)] = None,
+    name: Text,
+    alias: Text,
+    reason: Annotated[Text | None, Query(max_length=2000)] = None,
 ) -> AliasEventRead:
     event = usecases.delete_alias(session, name=name, alias=alias, actor=who.actor, reason=reason)
     return AliasEventRead.model_validate(event)
@@ -67,7 +67,7 @@ def delete_alias(
 
 @router.post("/{name}/aliases/{alias}/rollback", summary="Roll an alias back")
 def rollback_alias(
-    session: SessionDep, who: AdminCaller, name: str, alias: str, body: AliasRollback
+    session: SessionDep, who: AdminCaller, name: Text, alias: Text, body: AliasRollback
 ) -> AliasEventRead:
     """Move the alias back to a named version, or with `"to": "previous"` to the version it
     pointed at before its last change (409 when it has none)."""

@@ -11,7 +11,17 @@ from services.api import views
 from services.api.auth import needs
 from services.api.deps import SessionDep
 from services.api.errors import VersionsInvalid
-from services.api.schemas import CompareRead, DescriptionUpdate, ModelRead, Page, TagSet
+from services.api.schemas import (
+    MAX_VERSION,
+    CompareRead,
+    DescriptionUpdate,
+    Limit,
+    ModelRead,
+    Offset,
+    Page,
+    TagSet,
+    Text,
+)
 from services.api.usecases import registry as usecases
 from services.problems import ERROR_RESPONSES
 
@@ -19,13 +29,13 @@ router = APIRouter(prefix="/models", tags=["models"], responses=ERROR_RESPONSES)
 
 
 @router.get("", summary="List models", dependencies=[needs(Scope.READ)])
-def list_models(session: SessionDep, limit: int = 100, offset: int = 0) -> Page[ModelRead]:
+def list_models(session: SessionDep, limit: Limit = 100, offset: Offset = 0) -> Page[ModelRead]:
     rows = registry_views.models(session, limit=limit, offset=offset)
     return Page[ModelRead](items=[views.model_read(m) for m in rows], limit=limit, offset=offset)
 
 
 @router.get("/{name}", summary="Get a model", dependencies=[needs(Scope.READ)])
-def get_model(session: SessionDep, name: str) -> ModelRead:
+def get_model(session: SessionDep, name: Text) -> ModelRead:
     return views.model_read(registry_views.model(session, name=name))
 
 
@@ -35,14 +45,14 @@ def get_model(session: SessionDep, name: str) -> ModelRead:
     responses=ERROR_RESPONSES,
     dependencies=[needs(Scope.TRAIN)],
 )
-def update_model(session: SessionDep, name: str, body: DescriptionUpdate) -> ModelRead:
+def update_model(session: SessionDep, name: Text, body: DescriptionUpdate) -> ModelRead:
     """Set or change the model's description; `null` removes it."""
     usecases.describe_model(session, name=name, description=body.description)
     return views.model_read(registry_views.model(session, name=name))
 
 
 @router.put("/{name}/tags/{key}", summary="Set a model tag", dependencies=[needs(Scope.TRAIN)])
-def set_model_tag(session: SessionDep, name: str, key: str, body: TagSet) -> dict[str, str]:
+def set_model_tag(session: SessionDep, name: Text, key: Text, body: TagSet) -> dict[str, str]:
     """Set (or change) one tag; answers with all of the model's tags."""
     return usecases.tag(session, name=name, key=key, value=body.value)
 
@@ -50,14 +60,14 @@ def set_model_tag(session: SessionDep, name: str, key: str, body: TagSet) -> dic
 @router.delete(
     "/{name}/tags/{key}", summary="Remove a model tag", dependencies=[needs(Scope.TRAIN)]
 )
-def delete_model_tag(session: SessionDep, name: str, key: str) -> dict[str, str]:
+def delete_model_tag(session: SessionDep, name: Text, key: Text) -> dict[str, str]:
     return usecases.tag(session, name=name, key=key, value=None)
 
 
 @router.get("/{name}/compare", summary="Compare versions", dependencies=[needs(Scope.READ)])
 def compare_versions(
     session: SessionDep,
-    name: str,
+    name: Text,
     versions_: Annotated[
         str,
         Query(
@@ -74,9 +84,13 @@ def compare_versions(
         numbers = [int(p) for p in versions_.split(",") if p.strip()]
     except ValueError:
         numbers = []
-    if len(numbers) < 2 or len(set(numbers)) != len(numbers):
+    if (
+        len(numbers) < 2
+        or len(set(numbers)) != len(numbers)
+        or not all(1 <= n <= MAX_VERSION for n in numbers)
+    ):
         raise VersionsInvalid(
             f"versions={versions_!r}: expected two or more distinct version numbers "
-            "separated by commas, for example versions=1,2"
+            f"from 1 to {MAX_VERSION} separated by commas, for example versions=1,2"
         )
     return CompareRead.model_validate(lineage.compare(session, model_name=name, numbers=numbers))

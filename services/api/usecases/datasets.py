@@ -6,6 +6,7 @@ from dataclasses import asdict
 
 from sqlalchemy.orm import Session
 
+from core.text import printable
 from core.vocabulary import DataKind
 from registry import datasets, orphans
 from registry.artifacts import ArtifactStore, sha256_hex
@@ -22,6 +23,9 @@ CSV_TYPES = {
     "application/vnd.ms-excel",
     "application/octet-stream",
 }
+# An NPZ's arrays may take this many times the upload limit once unpacked (images that
+# np.savez_compressed packed); more is refused before it is decompressed.
+NPZ_EXPANSION = 4
 NPZ_TYPES = {
     "application/octet-stream",
     "application/zip",
@@ -59,10 +63,13 @@ def upload(
         session,
         store,
         data=data,
-        name=name or filename or default_name,
+        # A file name is the client's too, but not a field it chose to send: made fit to
+        # store and to log rather than refused.
+        name=name or (filename and printable(filename, limit=200)) or default_name,
         source="upload",
         kind=kind,
         target=target or IMAGE_TARGET,
+        max_npz_bytes=max_bytes * NPZ_EXPANSION,
     )
     session.commit()
     return dataset, created
@@ -77,6 +84,7 @@ def store_dataset(
     source: str,
     kind: DataKind,
     target: str,
+    max_npz_bytes: int | None = None,
 ) -> tuple[Dataset, bool]:
     """The dataset row for these bytes: the stored one, or a new one after the same checks
     the worker makes (training.inspect). Does not commit."""
@@ -86,7 +94,8 @@ def store_dataset(
     existing = datasets.find_dataset(session, sha256=sha256, target=target)
     if existing is not None:
         return existing, False
-    summary = inspect(data, kind=kind, target=target)  # kind, n_rows, columns, counts, shape
+    # kind, n_rows, columns, counts, shape
+    summary = inspect(data, kind=kind, target=target, max_npz_bytes=max_npz_bytes)
     orphans.put_referenced(session, store, data, sha256=sha256)
     row = Dataset(
         name=name,

@@ -113,7 +113,9 @@ def test_unknown_model_and_version_are_404_and_name_what_exists(client: TestClie
     }
     bad = client.get("/v2/models/cancer/versions/latest")
     assert bad.status_code == 400
-    assert bad.json() == {"error": "version must be a positive integer, got 'latest'"}
+    assert bad.json() == {
+        "error": "version must be a positive integer (at most 2147483647), got 'latest'"
+    }
     assert client.get("/v2/nowhere").json() == {"error": "Not Found"}
 
 
@@ -134,6 +136,8 @@ def test_unknown_alias_is_404_and_lists_the_aliases(
         ("/v2/models/cancer@production/versions/1/infer", "not both"),
         ("/v2/models/cancer@/infer", "must be 'name' or 'name@alias'"),
         ("/v2/models/cancer/versions/0/infer", "version must be a positive integer"),
+        ("/v2/models/cancer/versions/2147483648/infer", "(at most 2147483647)"),
+        ("/v2/models/cancer%00x/infer", "holds a NUL character"),
     ],
 )
 def test_bad_model_references_are_400(client: TestClient, path: str, message: str) -> None:
