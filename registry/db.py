@@ -91,7 +91,24 @@ def utcnow() -> datetime:
 CONNECT_TIMEOUT_S = 5
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
+def make_engine(
+    url: str,
+    *,
+    pool_size: int | None = None,
+    max_overflow: int | None = None,
+    pool_timeout_s: float | None = None,
+    **kwargs: Any,
+) -> Engine:
+    """An engine for ``url``; the pool options left None keep SQLAlchemy's (5 + 10, 30 s).
+    An in-memory SQLite database has one connection per thread and takes none of them."""
+    in_memory = url.startswith("sqlite") and make_url(url).database in (None, "", ":memory:")
+    for option, value in (
+        ("pool_size", pool_size),
+        ("max_overflow", max_overflow),
+        ("pool_timeout", pool_timeout_s),
+    ):
+        if value is not None and not in_memory:
+            kwargs[option] = value
     if url.startswith("sqlite"):
         # Several processes (api, worker, predictor) share the embedded file: wait for
         # locks rather than failing at once, and let readers run beside one writer.

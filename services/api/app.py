@@ -10,7 +10,8 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from anyio import to_thread
+from fastapi import FastAPI, Request
 from fastapi.routing import APIRoute
 
 from registry import keys as registry_keys
@@ -22,11 +23,15 @@ from services.api import quotas
 from services.api.dispatch import Dispatcher
 from services.api.limits import MULTIPART_SLACK, BodyLimit
 from services.api.routes import aliases, datasets, jobs, keys, models, versions
+from services.api.sessions import DatabaseProbe, SessionGate
 from services.api.sweeper import Sweeper
 from services.settings import ApiSettings
 from workers.celery_app import make_celery
 
 log = logging.getLogger("kiln.api")
+# /healthz's answer comes within this, the database's included (a probe's timeout is
+# usually a few seconds more).
+HEALTH_TIMEOUT_S = 2.0
 
 
 def _operation_id(route: APIRoute) -> str:
@@ -37,7 +42,12 @@ def _operation_id(route: APIRoute) -> str:
 def create_app(settings: ApiSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = make_engine(settings.database_url)
+        engine = make_engine(
+            settings.database_url,
+            pool_size=settings.database_pool_size,
+            max_overflow=settings.database_max_overflow,
+            pool_timeout_s=settings.database_pool_timeout_s,
+        )
         behind = pending_revision(engine, settings.database_url)
         if behind is not None:
             raise RuntimeError(
@@ -54,6 +64,12 @@ def create_app(settings: ApiSettings) -> FastAPI:
         app.state.submissions = quotas.SubmissionLimiter(settings)
         app.state.settings = settings
         app.state.sessionmaker = sm
+        # The sync routes' threads; a request holds one only once it has a session slot.
+        to_thread.current_default_thread_limiter().total_tokens = settings.api_threads
+        app.state.sessions = SessionGate(
+            sm, slots=settings.database_pool_size, timeout_s=settings.database_pool_timeout_s
+        )
+        app.state.health = DatabaseProbe(settings.database_url, timeout_s=HEALTH_TIMEOUT_S)
         app.state.store = store
         app.state.dispatcher = dispatcher
         sweeper = Sweeper(
@@ -71,6 +87,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
             yield
         finally:
             sweeper.stop()
+            app.state.health.dispose()
             engine.dispose()
 
     app = FastAPI(
@@ -90,8 +107,12 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.include_router(versions.router)
     app.include_router(keys.router)
 
-    @app.get("/healthz", tags=["health"], summary="Liveness")
-    def healthz() -> dict[str, str]:
+    @app.get("/healthz", tags=["health"], summary="Health")
+    async def healthz(request: Request) -> dict[str, str]:
+        """200 when this API process runs and its database answers; 503 with Retry-After
+        when the database does not answer within 2 s."""
+        probe: DatabaseProbe = request.app.state.health
+        await probe.check()
         return {"status": "ok"}
 
     return app

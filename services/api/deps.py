@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -10,17 +10,17 @@ from sqlalchemy.orm import Session
 
 from registry.artifacts import ArtifactStore
 from services.api.dispatch import Dispatcher
+from services.api.sessions import SessionGate
 from services.settings import ApiSettings
 
 
-def get_session(request: Request) -> Iterator[Session]:
-    # Opens, rolls back on error, closes. The use cases commit (services/api/usecases).
-    with request.app.state.sessionmaker() as session:
-        try:
-            yield session
-        except Exception:
-            session.rollback()
-            raise
+async def get_session(request: Request) -> AsyncIterator[Session]:
+    # Waits for a session slot in the event loop (services/api/sessions.py), opens, and
+    # closes, which rolls back what was not committed. The use cases commit
+    # (services/api/usecases).
+    gate: SessionGate = request.app.state.sessions
+    async with gate.session() as session:
+        yield session
 
 
 def get_settings(request: Request) -> ApiSettings:

@@ -55,7 +55,17 @@ def plan(api: ApiSettings, predict: PredictSettings, workers: int) -> list[Child
     children = [
         Child(
             "api",
-            [*uvicorn, "services.api.app:app", "--host", api.api_host, "--port", str(api.api_port)],
+            [
+                *uvicorn,
+                "services.api.app:app",
+                "--host",
+                api.api_host,
+                "--port",
+                str(api.api_port),
+                # Each process has its own pool of DATABASE_POOL_SIZE connections.
+                "--workers",
+                str(api.api_workers),
+            ],
             f"http://{api.api_host}:{api.api_port}  (docs: /docs)",
         ),
         Child(
