@@ -94,10 +94,11 @@ def check_spec_size(spec: ModelSpec, data: DataInfo, settings: ApiSettings) -> N
 
 
 def limit_submissions(request: Request, who: TrainCaller) -> Caller:
-    """The caller of a submission route, counted against its key's submission rate."""
-    client = request.client.host if request.client else "unknown"
-    limiter: SubmissionLimiter = request.app.state.submissions
-    limiter.hit(who.owner or f"client {client}")
+    """The caller of a submission route, counted against its key's submission rate (an
+    open Kiln's anonymous callers have no key to count by, as for active jobs)."""
+    if who.owner is not None:
+        limiter: SubmissionLimiter = request.app.state.submissions
+        limiter.hit(who.owner)
     return who
 
 
