@@ -7,6 +7,7 @@ corrupted artifact is refused, never served.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
@@ -14,6 +15,8 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from core.access import KeyRing
+from registry import keys
 from registry.artifacts import make_artifact_store
 from registry.db import make_engine, make_sessionmaker, unavailable
 from registry.models import Alias, ModelVersion, RegisteredModel
@@ -136,3 +139,12 @@ class RegistrySource:
 
     def close(self) -> None:
         self._engine.dispose()
+
+
+def registry_keys(settings: PredictSettings) -> KeyRing:
+    """The registry's API keys, reloaded by the predictor's background task only (a
+    lookup never waits for the database)."""
+    sm = make_sessionmaker(make_engine(settings.database_url))
+    ring = keys.key_ring(sm, settings)
+    ring.max_age_s = math.inf
+    return ring
