@@ -105,15 +105,15 @@ class RegistrySource:
                         found[(name, alias)] = number
         return found
 
-    def existing(self, keys: Sequence[tuple[str, int]]) -> set[tuple[str, int]]:
-        names = {name for name, _ in keys}
+    def existing(self, loaded: Sequence[tuple[str, int]]) -> set[tuple[str, int]]:
+        names = {name for name, _ in loaded}
         with self._session() as session:
             rows = session.execute(
                 select(RegisteredModel.name, ModelVersion.version)
                 .join(ModelVersion, ModelVersion.registered_model_id == RegisteredModel.id)
                 .where(RegisteredModel.name.in_(names))
             )
-            return {(name, number) for name, number in rows} & set(keys)
+            return {(name, number) for name, number in rows} & set(loaded)
 
     def load(self, name: str, version: int) -> ResolvedModel:
         with self._session() as session:

@@ -36,7 +36,7 @@ class ModelSource(Protocol):
         longer resolve are left out."""
         ...
 
-    def existing(self, keys: Sequence[tuple[str, int]]) -> set[tuple[str, int]]:
+    def existing(self, loaded: Sequence[tuple[str, int]]) -> set[tuple[str, int]]:
         """Which of these (name, version) are still registered: a deleted version stops
         being served (numbers are never reused, so its key would otherwise stay)."""
         ...

@@ -119,8 +119,8 @@ class MemorySource:
                 pass
         return found
 
-    def existing(self, keys: Sequence[tuple[str, int]]) -> set[tuple[str, int]]:
-        return {(name, v) for name, v in keys if v in self.models.get(name, {})}
+    def existing(self, loaded: Sequence[tuple[str, int]]) -> set[tuple[str, int]]:
+        return {(name, v) for name, v in loaded if v in self.models.get(name, {})}
 
     def load(self, name: str, version: int) -> ResolvedModel:
         if name not in self.models:
