@@ -19,6 +19,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from core.errors import ErrorKind, KilnError
+from core.text import printable
 
 STATUS: dict[ErrorKind, int] = {
     ErrorKind.BAD_REQUEST: 400,
@@ -140,7 +141,7 @@ async def _database_error(request: Request, exc: Exception) -> JSONResponse:
     log.warning(
         "%s %s answered 503: the registry database is not answering (%s: %s)",
         request.method,
-        request.url.path,
+        printable(request.url.path),
         type(cause).__name__,
         str(cause).strip().partition("\n")[0],
     )

@@ -159,7 +159,7 @@ class ModelCache:
             previous = self._refs.get(ref)
             self._refs[ref] = version
             self._ref_errors.pop(ref, None)
-            log.info("%s now serves version %d (was %s)", ref, version, previous)
+            log.info("%s now serves version %d (was %s)", printable(ref), version, previous)
 
     async def _drop_deleted(self) -> None:
         loaded = list(self._models)
