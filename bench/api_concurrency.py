@@ -1,5 +1,5 @@
 """The control-plane API under many clients on PostgreSQL: GET /models and GET /jobs/{id}
-at 10 to 200 connections, with /healthz polled all along, before and after decision 0022.
+at 10 to 200 connections, with /healthz polled all along (decision 0022).
 
     .venv/bin/python bench/api_concurrency.py                  # 5 s a cell, 20 s at 200 (~4 min)
     .venv/bin/python bench/api_concurrency.py --seconds 2 --peak-seconds 5 --only after
@@ -10,9 +10,13 @@ of 3 versions each (tags, an alias) and finished jobs with events and folds thro
 registry functions, and starts the API with the command `kiln up` runs for it
 (services.cli.up.plan), once per configuration:
 
-  before  DATABASE_POOL_SIZE=5 DATABASE_MAX_OVERFLOW=10 DATABASE_POOL_TIMEOUT_S=30
-          API_THREADS=40 API_WORKERS=1 (SQLAlchemy's and anyio's defaults, the old API)
-  after   the defaults of services/settings.py
+  old-pool  DATABASE_POOL_SIZE=5 DATABASE_MAX_OVERFLOW=10 DATABASE_POOL_TIMEOUT_S=30
+            API_THREADS=40 (SQLAlchemy's and anyio's defaults, the sizes the API had)
+  after     the defaults of services/settings.py
+  (after-2-workers and after-8-threads with --only)
+
+The code before decision 0022, which had no session gate, cannot be started from here:
+docs/benchmarks.md has what it did under the same load (it stalled).
 
 Each cell runs two wrk processes at once, half the connections each: one on GET /models
 (the page of 20), one on GET /jobs/{id} (cycling through 20 jobs), so each URL has its own
@@ -61,7 +65,8 @@ from tests.factories import make_job, make_version  # noqa: E402
 WRK = shutil.which("wrk") or "/usr/bin/wrk"
 PG_ADMIN_URL = os.environ.get("KILN_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
 CONFIGS = {
-    "before": {
+    # The old sizes (SQLAlchemy's and anyio's defaults); the session gate is in both.
+    "old-pool": {
         "DATABASE_POOL_SIZE": "5",
         "DATABASE_MAX_OVERFLOW": "10",
         "DATABASE_POOL_TIMEOUT_S": "30",
@@ -170,6 +175,7 @@ def api(url: str, home: Path, overrides: dict[str, str]) -> Iterator[str]:
         "DATABASE_URL": url,
         "KILN_HOME": str(home),
         "API_PORT": str(port),
+        "PYTHONFAULTHANDLER": "1",  # a crash leaves every thread's stack in api.log
         **overrides,
     }
     env.pop("REDIS_URL", None)
@@ -206,7 +212,9 @@ def api(url: str, home: Path, overrides: dict[str, str]) -> Iterator[str]:
         if process.poll() is not None:
             tail = (home / "api.log").read_text().splitlines()[-20:]
             print(f"the API exited with {process.returncode}:", *tail, sep="\n  ")
-        os.killpg(process.pid, 15)
+            shutil.copy(home / "api.log", f"/tmp/kiln-bench-api-{port}.log")
+        else:
+            os.killpg(process.pid, 15)
         try:
             process.wait(timeout=15)
         except subprocess.TimeoutExpired:
@@ -317,7 +325,7 @@ def main() -> None:
     parser.add_argument("--connections", default="10,25,50,100,150,200")
     parser.add_argument("--timeout", type=int, default=10, help="wrk's per-request timeout, s")
     parser.add_argument("--recover-limit", type=float, default=180.0, help="s; see 'back after'")
-    parser.add_argument("--only", default="before,after", help="configurations, in this order")
+    parser.add_argument("--only", default="old-pool,after", help="configurations, in this order")
     args = parser.parse_args()
     if not Path(WRK).exists():
         sys.exit("wrk is not installed (apt-get install wrk)")
