@@ -10,8 +10,9 @@ predictor (`uvicorn services.predict.app:app --factory`, models read from that r
 and the reference (bench/_serve_reference.py), each pinned to CPU 0 with `taskset -c 0`,
 and drives both with wrk pinned to the other core, posting the same one-row OIP v2 JSON
 body. It prints req/s, p50 and p99 at 1, 8 and 32 connections and Kiln / reference;
-rows/s for 256-row against 1-row requests; 2 predictor processes against 1; and the CNN
-with dynamic batching on against off. Numbers only: a measurement, not a test.
+rows/s for 256-row against 1-row requests; 2 predictor processes against 1; the CNN
+with dynamic batching on against off; and the key check on the fast path (KILN_AUTH
+required against off). Numbers only: a measurement, not a test.
 
 wrk takes whole seconds, so each round of a cell runs round(--seconds / --rounds) s, at
 least 1. With --device auto both servers ask ONNX Runtime for the CUDA provider (Kiln
@@ -116,13 +117,19 @@ def infer_body(x: np.ndarray) -> bytes:
     return json.dumps({"inputs": [tensor]}).encode()
 
 
-def wrk(url: str, body: bytes, connections: int, seconds: int, workdir: Path) -> Cell:
-    script = workdir / f"post-{abs(hash(body))}.lua"
-    script.write_text(
-        'wrk.method = "POST"\n'
-        f"wrk.body = {json.dumps(body.decode())}\n"
-        'wrk.headers["Content-Type"] = "application/json"\n'
-    )
+def wrk(
+    url: str,
+    body: bytes,
+    connections: int,
+    seconds: int,
+    workdir: Path,
+    headers: dict[str, str] | None = None,
+) -> Cell:
+    script = workdir / f"post-{abs(hash((body, str(headers))))}.lua"
+    lines = ['wrk.method = "POST"', f"wrk.body = {json.dumps(body.decode())}"]
+    for name, value in {"Content-Type": "application/json", **(headers or {})}.items():
+        lines.append(f"wrk.headers[{json.dumps(name)}] = {json.dumps(value)}")
+    script.write_text("\n".join(lines) + "\n")
     command = [
         WRK,
         "-t1",
@@ -171,7 +178,13 @@ def line(label: str, cell: Cell) -> str:
 
 
 def interleaved(
-    urls: list[str], body: bytes, connections: int, seconds: int, rounds: int, work: Path
+    urls: list[str],
+    body: bytes,
+    connections: int,
+    seconds: int,
+    rounds: int,
+    work: Path,
+    headers: dict[str, str] | None = None,
 ) -> tuple[list[Cell], float]:
     """Each server in turn, `rounds` times, `seconds` each: load from other jobs
     on a shared machine then falls on all of them alike. Returns each server's cell
@@ -180,7 +193,7 @@ def interleaved(
     runs: list[list[Cell]] = [[] for _ in urls]
     for _ in range(rounds):
         for i, url in enumerate(urls):
-            runs[i].append(wrk(url, body, connections, seconds, work))
+            runs[i].append(wrk(url, body, connections, seconds, work, headers))
     cells = [
         Cell(
             float(np.mean([c.rps for c in r])),
@@ -203,7 +216,7 @@ def main() -> None:
     parser.add_argument("--batch-delay-us", type=int, default=500)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument(
-        "--only", default="compare,rows,workers,batching", help="which sections to run"
+        "--only", default="compare,rows,workers,batching,keys", help="which sections to run"
     )
     parser.add_argument(
         "--device", choices=["cpu", "auto"], default="cpu", help="auto: CUDA where ORT has it"
@@ -303,6 +316,35 @@ def main() -> None:
                         print(line(f"{name} c={c:<3} batching off", u))
                         print(line(f"{name} c={c:<3} batching on", b))
                         print(f"{name} c={c:<3} on / off: {ratio:.2f}x")
+
+        if "keys" in sections:
+            print("\n== API keys: KILN_AUTH=required against off (MLP, one-row requests) ==")
+            token = make_key(home)
+            auth = {"Authorization": f"Bearer {token}"}
+            with (
+                server("services.predict.app", {**env, "KILN_AUTH": "required"}) as keyed,
+                server("services.predict.app", {**env, "KILN_AUTH": "off"}) as open_,
+            ):
+                urls = [f"{keyed}/v2/models/mlp/infer", f"{open_}/v2/models/mlp/infer"]
+                for c in (1, 32):
+                    (k, o), ratio = interleaved(urls, bodies["mlp"], c, secs, rounds, work, auth)
+                    print(line(f"mlp c={c:<3} keys off", o))
+                    print(line(f"mlp c={c:<3} keys required", k))
+                    print(f"mlp c={c:<3} required / off: {ratio:.2f}x")
+
+
+def make_key(home: Path) -> str:
+    """A predict key in the bench's registry (the predictor reads keys from there)."""
+    from core.access import Scope
+    from registry import keys
+    from registry.db import make_engine, make_sessionmaker
+
+    engine = make_engine(f"sqlite:///{home / 'kiln.db'}")
+    with make_sessionmaker(engine)() as session:
+        _, token = keys.create_key(session, owner="bench", scopes=[Scope.PREDICT])
+        session.commit()
+    engine.dispose()
+    return token
 
 
 if __name__ == "__main__":

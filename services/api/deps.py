@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
 from registry.artifacts import ArtifactStore
+from services.api.auth import Caller
 from services.api.dispatch import Dispatcher
+from services.api.quotas import SubmitCaller
 from services.api.sessions import SessionGate
 from services.settings import ApiSettings
 
@@ -42,3 +45,29 @@ SessionDep = Annotated[Session, Depends(get_session)]
 SettingsDep = Annotated[ApiSettings, Depends(get_settings)]
 StoreDep = Annotated[ArtifactStore, Depends(get_store)]
 DispatcherDep = Annotated[Dispatcher, Depends(get_dispatcher)]
+
+
+@dataclass(frozen=True, slots=True)
+class Queueing:
+    """What a route that queues a job needs: the registry session, the store, the broker,
+    the settings (the limits a spec is held to) and the caller, counted against its key's
+    submission rate."""
+
+    session: Session
+    store: ArtifactStore
+    dispatcher: Dispatcher
+    settings: ApiSettings
+    who: Caller
+
+
+def queueing(
+    session: SessionDep,
+    store: StoreDep,
+    dispatcher: DispatcherDep,
+    settings: SettingsDep,
+    who: SubmitCaller,
+) -> Queueing:
+    return Queueing(session, store, dispatcher, settings, who)
+
+
+QueueingDep = Annotated[Queueing, Depends(queueing)]

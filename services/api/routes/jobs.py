@@ -1,16 +1,18 @@
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from fastapi import APIRouter, Request, Response, status
 from pydantic import BaseModel
 
 from core.access import Scope
 from core.vocabulary import JobState
 from registry import views as registry_views
+from registry.models import TrainingJob
 from services.api import idempotency, views
 from services.api.auth import ReadCaller, TrainCaller, needs
-from services.api.deps import DispatcherDep, SessionDep, SettingsDep, StoreDep
+from services.api.deps import Queueing, QueueingDep, SessionDep
 from services.api.idempotency import IdempotencyKey
-from services.api.quotas import SubmitCaller
 from services.api.schemas import (
     JobAccepted,
     JobCreate,
@@ -37,11 +39,7 @@ def submit_job(
     request: Request,
     response: Response,
     body: JobCreate,
-    session: SessionDep,
-    store: StoreDep,
-    dispatcher: DispatcherDep,
-    settings: SettingsDep,
-    who: SubmitCaller,
+    q: QueueingDep,
     idempotency_key: IdempotencyKey = None,
 ) -> BaseModel | Response:
     """Queue a training job: k-fold cross-validation of the spec on the dataset, a refit on
@@ -52,21 +50,43 @@ def submit_job(
     not failed an hour later. Poll the `Location` header for progress. With an
     `Idempotency-Key`, sending the same request again answers the same job.
     """
-    who.require(Scope.TRAIN, model=body.model_name)
+    q.who.require(Scope.TRAIN, model=body.model_name)
+    return accept(
+        request,
+        response,
+        q,
+        key=idempotency_key,
+        operation="jobs-submit_job",
+        fingerprint=idempotency.fingerprint(body.model_dump(mode="json")),
+        queue=lambda: usecases.submit(q, body),
+    )
 
-    def submit() -> JobAccepted:
-        job = usecases.submit(session, store, dispatcher, body, owner=who.owner, settings=settings)
+
+def accept(
+    request: Request,
+    response: Response,
+    q: Queueing,
+    *,
+    key: str | None,
+    operation: str,
+    fingerprint: str,
+    queue: Callable[[], TrainingJob],
+) -> BaseModel | Response:
+    """The 202 of a route that queues a job: where to poll, once per Idempotency-Key."""
+
+    def run() -> JobAccepted:
+        job = queue()
         response.headers["Location"] = views.job_url(request, job)
         return views.job_accepted(request, job)
 
     return idempotency.once(
         request.app.state.sessionmaker,
-        key=idempotency_key,
-        owner=who.owner,
-        operation="jobs-submit_job",
-        request=idempotency.fingerprint(body.model_dump(mode="json")),
+        key=key,
+        owner=q.who.owner,
+        operation=operation,
+        request=fingerprint,
         status=status.HTTP_202_ACCEPTED,
-        run=submit,
+        run=run,
         headers=views.accepted_headers,
     )
 

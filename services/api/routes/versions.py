@@ -10,9 +10,9 @@ from registry import lineage, search, versions
 from registry import views as registry_views
 from services.api import idempotency, views
 from services.api.auth import needs
-from services.api.deps import DispatcherDep, SessionDep, SettingsDep, StoreDep
+from services.api.deps import QueueingDep, SessionDep, StoreDep
 from services.api.idempotency import IdempotencyKey
-from services.api.quotas import SubmitCaller
+from services.api.routes.jobs import accept
 from services.api.schemas import (
     DescriptionUpdate,
     JobAccepted,
@@ -190,11 +190,7 @@ def get_lineage(session: SessionDep, name: Text, version: VersionNumber) -> Line
 def retrain_version(
     request: Request,
     response: Response,
-    session: SessionDep,
-    store: StoreDep,
-    dispatcher: DispatcherDep,
-    settings: SettingsDep,
-    who: SubmitCaller,
+    q: QueueingDep,
     name: Text,
     version: VersionNumber,
     body: RetrainCreate | None = None,
@@ -204,31 +200,15 @@ def retrain_version(
     the same model or another. The spec is checked against the dataset as for any job;
     the new version records that it was retrained from this one."""
     retrain = body or RetrainCreate()
-    who.require(Scope.TRAIN, model=retrain.model_name or name)
-
-    def submit() -> JobAccepted:
-        job = job_usecases.retrain(
-            session,
-            store,
-            dispatcher,
-            model_name=name,
-            version=version,
-            body=retrain,
-            owner=who.owner,
-            settings=settings,
-        )
-        response.headers["Location"] = views.job_url(request, job)
-        return views.job_accepted(request, job)
-
-    return idempotency.once(
-        request.app.state.sessionmaker,
+    q.who.require(Scope.TRAIN, model=retrain.model_name or name)
+    return accept(
+        request,
+        response,
+        q,
         key=idempotency_key,
-        owner=who.owner,
         operation="models-retrain_version",
-        request=idempotency.fingerprint(name, version, retrain.model_dump(mode="json")),
-        status=status.HTTP_202_ACCEPTED,
-        run=submit,
-        headers=views.accepted_headers,
+        fingerprint=idempotency.fingerprint(name, version, retrain.model_dump(mode="json")),
+        queue=lambda: job_usecases.retrain(q, model_name=name, version=version, body=retrain),
     )
 
 

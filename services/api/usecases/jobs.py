@@ -6,64 +6,43 @@ from sqlalchemy.orm import Session
 
 from core.access import Scope, ScopeMissing
 from registry import jobs, versions
-from registry.artifacts import ArtifactStore
 from registry.errors import InvalidState
 from registry.models import Dataset, TrainingJob
 from services.api import quotas
 from services.api.auth import Caller
-from services.api.dispatch import Dispatcher
+from services.api.deps import Queueing
 from services.api.schemas import JobCreate, RetrainCreate
 from services.api.usecases import datasets
-from services.settings import ApiSettings
 from training.spec import DataInfo, ModelSpec, check_against_data
 
 
-def submit(
-    session: Session,
-    store: ArtifactStore,
-    dispatcher: Dispatcher,
-    body: JobCreate,
-    *,
-    owner: str | None,
-    settings: ApiSettings,
-) -> TrainingJob:
+def submit(q: Queueing, body: JobCreate) -> TrainingJob:
     """Queue a training job of the spec on the dataset, refused (422) when the spec cannot
     train on it."""
-    dataset = datasets.resolve(session, store, body.dataset)
+    dataset = datasets.resolve(q.session, q.store, body.dataset)
     job = TrainingJob(
         model_name=body.model_name,
         dataset_id=dataset.id,
         spec=body.spec.model_dump(mode="json"),
-        owner=owner,
+        owner=q.who.owner,
     )
-    return _queue(session, dispatcher, dataset, body.spec, job, settings)
+    return _queue(q, dataset, body.spec, job)
 
 
-def retrain(
-    session: Session,
-    store: ArtifactStore,
-    dispatcher: Dispatcher,
-    *,
-    model_name: str,
-    version: int,
-    body: RetrainCreate,
-    owner: str | None,
-    settings: ApiSettings,
-) -> TrainingJob:
+def retrain(q: Queueing, *, model_name: str, version: int, body: RetrainCreate) -> TrainingJob:
     """Queue a job with a version's exact spec, on its dataset or another, into the same
     model or another; the new version records where it came from."""
-    source = versions.get_version(session, model_name=model_name, version=version)
-    dataset = datasets.resolve(session, store, body.dataset) if body.dataset else source.dataset
+    source = versions.get_version(q.session, model_name=model_name, version=version)
+    dataset = datasets.resolve(q.session, q.store, body.dataset) if body.dataset else source.dataset
     job = TrainingJob(
         model_name=body.model_name or model_name,
         dataset_id=dataset.id,
         # The version's exact stored spec, not a re-dump that would add newer defaults.
         spec=dict(source.spec),
         retrained_from_id=source.id,
-        owner=owner,
+        owner=q.who.owner,
     )
-    spec = ModelSpec.model_validate(source.spec)
-    return _queue(session, dispatcher, dataset, spec, job, settings)
+    return _queue(q, dataset, ModelSpec.model_validate(source.spec), job)
 
 
 def cancel(session: Session, *, job_id: str, caller: Caller) -> TrainingJob:
@@ -84,14 +63,7 @@ def cancel(session: Session, *, job_id: str, caller: Caller) -> TrainingJob:
     return job
 
 
-def _queue(
-    session: Session,
-    dispatcher: Dispatcher,
-    dataset: Dataset,
-    spec: ModelSpec,
-    job: TrainingJob,
-    settings: ApiSettings,
-) -> TrainingJob:
+def _queue(q: Queueing, dataset: Dataset, spec: ModelSpec, job: TrainingJob) -> TrainingJob:
     """Queue ``job`` (a new row, not stored yet) once ``spec`` fits its dataset and the
     limits, and its owner has room for one more active job."""
     data = DataInfo.of_dataset(
@@ -103,8 +75,9 @@ def _queue(
         class_counts=dataset.class_counts,
     )
     check_against_data(spec, data)
-    quotas.check_spec_size(spec, data, settings)
-    quotas.check_active_jobs(session, job.owner, settings)
+    quotas.check_spec_size(spec, data, q.settings)
+    quotas.check_active_jobs(q.session, job.owner, q.settings)
+    session, dispatcher = q.session, q.dispatcher
     jobs.add_job(session, job)
     # Recorded as sent in the same commit as the row, then sent: one transaction on the
     # way. A worker never sees an id that is not in the registry. A broker that refuses
