@@ -137,9 +137,15 @@ class KeyRing:
         self._grants = grants
         self._loaded_at = time.monotonic()
 
-    def _current(self) -> Mapping[str, Grant]:
+    @property
+    def stale(self) -> bool:
+        """Whether the next lookup reloads first (a caller in an event loop does that
+        reload in a thread: `reload_if_stale`)."""
+        return self._grants is None or time.monotonic() - self._loaded_at >= self.max_age_s
+
+    def reload_if_stale(self) -> Mapping[str, Grant]:
         grants = self._grants
-        if grants is not None and time.monotonic() - self._loaded_at < self.max_age_s:
+        if grants is not None and not self.stale:
             return grants
         with self._lock:
             if self._grants is not grants and self._grants is not None:
@@ -166,7 +172,7 @@ class KeyRing:
                     "(make one with `kiln keys create`, the first with `kiln keys bootstrap`)"
                 )
             return None
-        grant = self._current().get(hash_token(token))
+        grant = self.reload_if_stale().get(hash_token(token))
         if grant is None:
             raise Unauthenticated("the API key is not known or was revoked")
         return grant

@@ -97,6 +97,9 @@ def create_app(settings: ApiSettings) -> FastAPI:
         "the registry of ONNX versions.",
         lifespan=lifespan,
         generate_unique_id_function=_operation_id,
+        # As in the predictor: FastAPI's OpenTelemetry hooks look up the global providers
+        # on every request even when none is configured (docs/benchmarks.md).
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     problems.install(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_upload_bytes + MULTIPART_SLACK)

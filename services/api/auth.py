@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Any
 
+import anyio
 from fastapi import Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer, SecurityScopes
 
@@ -47,11 +48,13 @@ class Caller:
         return self.grant.allows(Scope.ADMIN) or self.grant.owner == owner
 
 
-def caller(
+async def caller(
     request: Request,
     security: SecurityScopes,
     _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Caller:
+    # Async: a lookup is a dict read, not worth a hop to the thread pool (where every sync
+    # dependency runs); only a reload of the keys, once a second at most, goes there.
     if is_cross_site(
         request.method,
         origin=request.headers.get("origin"),
@@ -64,7 +67,10 @@ def caller(
             "from a client that is not a browser"
         )
     keys: KeyRing = request.app.state.keys
-    who = Caller(keys.authenticate(request.headers.get("authorization")))
+    authorization = request.headers.get("authorization")
+    if authorization is not None and keys.stale:
+        await anyio.to_thread.run_sync(keys.reload_if_stale)
+    who = Caller(keys.authenticate(authorization))
     model = request.path_params.get("name")
     for scope in security.scopes:
         who.require(Scope(scope), model=model)

@@ -8,7 +8,8 @@ from typing import Any
 from fastapi import Request
 
 from core.vocabulary import JobState
-from registry.models import Alias, ModelVersion, RegisteredModel, TrainingJob
+from registry.models import Alias, ModelVersion, TrainingJob
+from registry.views import ModelSummary
 from services.api.schemas import (
     AliasRead,
     ArtifactRead,
@@ -73,17 +74,17 @@ def job_history(job: TrainingJob) -> JobHistoryRead:
     return JobHistoryRead(job_id=job.id, state=job.state, folds=folds, refit=refit)
 
 
-def model_read(model: RegisteredModel) -> ModelRead:
+def model_read(model: ModelSummary) -> ModelRead:
     # What the predictor serves without a version: archived versions are never "newest".
-    servable = [v.version for v in model.versions if v.archived_at is None]
+    servable = [number for number, archived in model.versions if not archived]
     return ModelRead(
         name=model.name,
         description=model.description,
-        tags={t.key: t.value for t in model.tags},
-        aliases={a.name: a.version for a in model.aliases},
+        tags=model.tags,
+        aliases=model.aliases,
         created_at=model.created_at,
         latest_version=max(servable) if servable else None,
-        versions=[v.version for v in model.versions],
+        versions=[number for number, _ in model.versions],
     )
 
 
