@@ -223,11 +223,15 @@ def api(url: str, home: Path, overrides: dict[str, str]) -> Iterator[str]:
         log.close()
 
 
-def lua(paths: list[str], token: str | None, workdir: Path) -> Path:
-    script = workdir / f"paths-{abs(hash(tuple(paths)))}.lua"
+def lua(paths: list[str], token: str | None, workdir: Path, poll_ms: int = 0) -> Path:
+    """A wrk script cycling through ``paths``; ``poll_ms`` > 0 makes each connection a
+    client that polls: it waits that long after each answer (wrk's `delay`)."""
+    script = workdir / f"paths-{abs(hash(tuple(paths)))}-{poll_ms}.lua"
     header = f'wrk.headers["Authorization"] = "Bearer {token}"\n' if token else ""
+    pace = f"delay = function() return {poll_ms} end\n" if poll_ms else ""
     script.write_text(
         header
+        + pace
         + f"local paths = {{{', '.join(json.dumps(p) for p in paths)}}}\n"
         + "local i = 0\n"
         + "request = function()\n"
@@ -326,6 +330,11 @@ def main() -> None:
     parser.add_argument("--timeout", type=int, default=10, help="wrk's per-request timeout, s")
     parser.add_argument("--recover-limit", type=float, default=180.0, help="s; see 'back after'")
     parser.add_argument("--only", default="old-pool,after", help="configurations, in this order")
+    parser.add_argument(
+        "--poll-ms",
+        default="2000,1000",
+        help="then, on the defaults: the peak count of clients that each poll this often",
+    )
     args = parser.parse_args()
     if not Path(WRK).exists():
         sys.exit("wrk is not installed (apt-get install wrk)")
@@ -370,6 +379,26 @@ def main() -> None:
                 f"{config}: the API logged {logged.count('QueuePool limit')} pool timeouts "
                 f"and {logged.count('Traceback')} tracebacks"
             )
+        polls = [int(p) for p in args.poll_ms.split(",") if p]
+        if polls:
+            peak = max(counts)
+            print(f"\n{peak} clients polling, on the defaults: each waits after every answer")
+            with api(url, work / "polling", CONFIGS["after"]) as base:
+                for poll_ms in polls:
+                    paced = (
+                        lua(["/models"], token, work, poll_ms),
+                        lua([f"/jobs/{j}" for j in job_ids], token, work, poll_ms),
+                    )
+                    models, job, health = run_cell(
+                        base, paced, peak, args.peak_seconds, args.timeout
+                    )
+                    label = f"{poll_ms}ms"
+                    print(row(label, peak, "/models", models))
+                    print(
+                        row(label, peak, "/jobs/{id}", job)
+                        + f"  {health.ok}/{len(health.codes)} ok, slowest {health.slowest_ms:.0f} ms",
+                        flush=True,
+                    )
 
 
 if __name__ == "__main__":
