@@ -28,7 +28,9 @@ def test_openapi_has_clean_unique_operation_ids(client: TestClient) -> None:
     } <= set(ops)
     # Generated clients get one method per operation: no two share a name.
     assert len(ops) == len(set(ops))
-    assert all(op.split("-", 1)[0] in {"datasets", "jobs", "models", "keys", "health"} for op in ops)
+    assert all(
+        op.split("-", 1)[0] in {"datasets", "jobs", "models", "keys", "health"} for op in ops
+    )
 
 
 def test_healthz(client: TestClient) -> None:

@@ -259,7 +259,9 @@ def test_a_key_limited_to_models_may_not_touch_others(api: TestClient) -> None:
     assert allowed.status_code == 202, allowed.text
 
 
-def test_a_key_counts_at_once_where_it_was_made_and_a_revoked_one_is_refused(api: TestClient) -> None:
+def test_a_key_counts_at_once_where_it_was_made_and_a_revoked_one_is_refused(
+    api: TestClient,
+) -> None:
     admin = bearer(api.app, "root", "admin")
     made = api.post("/keys", json={"owner": "tmp", "scopes": ["read"]}, headers=admin).json()
     token = {"Authorization": f"Bearer {made['token']}"}

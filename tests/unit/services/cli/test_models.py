@@ -57,9 +57,7 @@ def name(db_url: str) -> str:
 
 
 def test_alias_commands(kiln: Any, name: str, client: TestClient) -> None:
-    out = kiln(
-        "models", "alias", "set", name, "production", "1", "--reason", "go"
-    )
+    out = kiln("models", "alias", "set", name, "production", "1", "--reason", "go")
     assert out.exit_code == 0, out.output
     assert f"{name}@production: nothing → v1" in out.output
     assert kiln("models", "alias", "set", name, "production", "2").exit_code == 0
