@@ -216,11 +216,10 @@ def test_promote_retrain_and_compare(s3_stack: tuple[Stack, str], trained: dict[
     model = trained["model"]
     api = stack.api
     put = http.put(
-        f"{api}/models/{model}/aliases/production",
-        json={"version": 1, "reason": "first"},
-        headers={"X-Kiln-Actor": "e2e"},
+        f"{api}/models/{model}/aliases/production", json={"version": 1, "reason": "first"}
     )
     assert put.status_code == 200, put.text
+    assert put.json()["actor"] == "e2e-admin"  # the owner of the stack's key
     assert served_version(stack.predict, f"{model}@production", 1)
 
     # Retrain version 1's spec on other data: an upload of the first 400 rows.

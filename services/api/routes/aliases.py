@@ -29,7 +29,7 @@ def alias_history(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[AliasEventRead]:
     """Every change of the model's aliases, newest first: from-version, to-version (null
-    for a deletion), who (the `X-Kiln-Actor` header), why and when."""
+    for a deletion), who (the owner of the API key that made it), why and when."""
     return [
         AliasEventRead.model_validate(e)
         for e in aliases.alias_history(session, model_name=name, alias=alias, limit=limit)
