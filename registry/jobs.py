@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, CursorResult, or_, select, update
+from sqlalchemy import ColumnElement, CursorResult, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from core.vocabulary import ACTIVE_STATES, TERMINAL_STATES, JobState
@@ -69,6 +69,18 @@ def add_job(session: Session, job: TrainingJob) -> TrainingJob:
 def get_job(session: Session, *, job_id: str) -> TrainingJob:
     return get_or_raise(
         session, TrainingJob, job_id, JobNotFound(f"no training job with id {job_id!r}")
+    )
+
+
+def count_active(session: Session, *, owner: str) -> int:
+    """How many of ``owner``'s jobs are queued or running."""
+    return (
+        session.scalar(
+            select(func.count())
+            .select_from(TrainingJob)
+            .where(TrainingJob.owner == owner, TrainingJob.state.in_(ACTIVE_STATES))
+        )
+        or 0
     )
 
 

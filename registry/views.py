@@ -12,11 +12,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TypeVar
 
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session, selectinload
-from sqlalchemy.orm.interfaces import ORMOption
 
 from core.vocabulary import JobState
 from registry.errors import JobNotFound
@@ -34,7 +32,13 @@ JOB_DETAILS = (selectinload(TrainingJob.events), selectinload(TrainingJob.folds)
 
 def version(session: Session, *, model_name: str, version: int) -> ModelVersion:
     found = get_version(session, model_name=model_name, version=version)
-    return _with(session, found, VERSION_DETAILS)
+    # Read again with the details, into the same object.
+    return session.scalars(
+        select(ModelVersion)
+        .where(ModelVersion.id == found.id)
+        .options(*VERSION_DETAILS)
+        .execution_options(populate_existing=True)
+    ).one()
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,20 +116,6 @@ def _summaries(session: Session, ids: Select[int]) -> list[ModelSummary]:
         )
         for row in rows
     ]
-
-
-R = TypeVar("R", ModelVersion, RegisteredModel)
-
-
-def _with(session: Session, row: R, options: Sequence[ORMOption]) -> R:
-    # The row was read already; read it again with the details, into the same object.
-    table = type(row)
-    return session.scalars(
-        select(table)
-        .where(table.id == row.id)
-        .options(*options)
-        .execution_options(populate_existing=True)
-    ).one()
 
 
 def job(session: Session, *, job_id: str) -> TrainingJob:

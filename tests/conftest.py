@@ -109,6 +109,15 @@ def own_db(tmp_path: Path) -> str:
     return url
 
 
+def api_settings(home: Path, database_url: str, **overrides: object) -> ApiSettings:
+    """The settings of an in-process API in a test: its files under ``home``, the
+    filesystem broker, and a sweeper that never runs during the test."""
+    from services.settings import ApiSettings
+
+    fields: dict[str, object] = {"redis_url": None, "job_sweep_interval_s": 3600}
+    return ApiSettings(kiln_home=home, database_url=database_url, **(fields | overrides))  # type: ignore[arg-type]
+
+
 @pytest.fixture
 def own_api(tmp_path: Path, own_db: str) -> Iterator[tuple[TestClient, ApiSettings]]:
     """The API in-process on its own registry, artifact folder and filesystem broker
@@ -116,10 +125,7 @@ def own_api(tmp_path: Path, own_db: str) -> Iterator[tuple[TestClient, ApiSettin
     from fastapi.testclient import TestClient
 
     from services.api.app import create_app
-    from services.settings import ApiSettings
 
-    settings = ApiSettings(
-        kiln_home=tmp_path, database_url=own_db, redis_url=None, job_sweep_interval_s=3600
-    )
+    settings = api_settings(tmp_path, own_db)
     with TestClient(create_app(settings)) as client:
         yield client, settings

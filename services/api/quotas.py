@@ -12,11 +12,9 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from limits import parse, storage, strategies
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from core.vocabulary import ACTIVE_STATES
-from registry.models import TrainingJob
+from registry import jobs
 from services.api.auth import Caller, TrainCaller
 from services.api.errors import RateLimited, SpecOverLimit, TooManyActiveJobs
 from services.settings import ApiSettings
@@ -59,12 +57,8 @@ def check_active_jobs(session: Session, owner: str | None, settings: ApiSettings
     runs open: anonymous jobs have no owner to count by)."""
     if owner is None or not settings.quota_active_jobs:
         return
-    active = session.scalar(
-        select(func.count())
-        .select_from(TrainingJob)
-        .where(TrainingJob.owner == owner, TrainingJob.state.in_(ACTIVE_STATES))
-    )
-    if (active or 0) >= settings.quota_active_jobs:
+    active = jobs.count_active(session, owner=owner)
+    if active >= settings.quota_active_jobs:
         raise TooManyActiveJobs(
             f"{owner} has {active} jobs queued or running, the most one key may have "
             f"(QUOTA_ACTIVE_JOBS={settings.quota_active_jobs}); wait for one to finish or "

@@ -7,7 +7,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from services.api.app import create_app
-from services.settings import ApiSettings
+from tests.conftest import api_settings
 
 
 @pytest.fixture(scope="module")
@@ -16,12 +16,5 @@ def client(db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Te
     open (no key needed) on both: tests of keys and scopes make their own
     (tests/unit/services/api/test_auth.py)."""
     home: Path = tmp_path_factory.mktemp("kiln")
-    settings = ApiSettings(
-        kiln_home=home,
-        database_url=db_url,
-        redis_url=None,
-        job_sweep_interval_s=3600,
-        kiln_auth="off",
-    )
-    with TestClient(create_app(settings)) as c:
+    with TestClient(create_app(api_settings(home, db_url, kiln_auth="off"))) as c:
         yield c

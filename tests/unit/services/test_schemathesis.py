@@ -33,6 +33,7 @@ from registry.db import make_engine
 from services.api.app import create_app as create_api
 from services.predict.app import create_app as create_predictor
 from services.settings import ApiSettings, PredictSettings
+from tests.conftest import api_settings
 from tests.factories import make_dataset, make_job, make_version
 from tests.unit.services.predict.models import make_settings, make_source
 
@@ -91,14 +92,7 @@ def api_app(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
         s.commit()
     engine.dispose()
     home: Path = tmp_path_factory.mktemp("kiln")
-    settings = ApiSettings(
-        kiln_home=home,
-        database_url=postgres_url,
-        redis_url=None,
-        job_sweep_interval_s=3600,
-        kiln_auth="off",
-    )
-    yield create_api(settings)
+    yield create_api(api_settings(home, postgres_url, kiln_auth="off"))
     # schemathesis starts an app's lifespan on its first request and keeps it.
     shutdown_lifespans()
 

@@ -20,6 +20,7 @@ from registry import aliases
 from registry.artifacts import make_artifact_store
 from services.api.app import create_app
 from services.settings import ApiSettings
+from tests.conftest import api_settings
 from tests.factories import SPEC, bearer, make_dataset, make_job, make_version
 
 CSV = "a,y\n" + "".join(f"{i},{i % 2}\n" for i in range(20))
@@ -128,13 +129,7 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     from registry.migrate import upgrade
 
     upgrade(url)
-    settings = ApiSettings(
-        kiln_home=home,
-        database_url=url,
-        redis_url=None,
-        job_sweep_interval_s=3600,
-        kiln_auth="required",
-    )
+    settings = api_settings(home, url, kiln_auth="required")
     with TestClient(create_app(settings)) as client:
         with client.app.state.sessionmaker() as s:  # type: ignore[attr-defined]
             onnx = make_artifact_store(settings).put(b"onnx bytes")

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 
 from registry.migrate import upgrade
 from services.api.app import create_app
-from services.settings import ApiSettings
+from tests.conftest import api_settings
 from tests.factories import bearer, mlp
 
 BODY = {"model_name": "q", "dataset": "sklearn:breast_cancer"}
@@ -21,18 +21,7 @@ BODY = {"model_name": "q", "dataset": "sklearn:breast_cancer"}
 def api(tmp_path: Path, **settings: object) -> TestClient:
     url = f"sqlite:///{tmp_path / 'kiln.db'}"
     upgrade(url)
-    return TestClient(
-        create_app(
-            ApiSettings(
-                kiln_home=tmp_path,
-                database_url=url,
-                redis_url=None,
-                job_sweep_interval_s=3600,
-                kiln_auth="required",
-                **settings,  # type: ignore[arg-type]
-            )
-        )
-    )
+    return TestClient(create_app(api_settings(tmp_path, url, kiln_auth="required", **settings)))
 
 
 @pytest.fixture
