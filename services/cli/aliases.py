@@ -8,7 +8,8 @@ import typer
 from rich.table import Table
 
 from services.cli import http
-from services.cli.http import DEFAULT_API, ApiUrl, console, err
+from services.cli.http import DEFAULT_API, ApiUrl
+from services.cli.output import Json, console, emit_json, err
 
 app = typer.Typer(help="Aliases: promote, roll back, delete, history.", no_args_is_help=True)
 Reason = Annotated[str | None, typer.Option(help="Why; kept in the history.")]
@@ -28,11 +29,25 @@ def _history_table(events: list[dict[str, Any]], title: str) -> Table:
     return table
 
 
-def _move(api_url: str, method: str, name: str, path: str, **request: Any) -> None:
+def _move(
+    api_url: str,
+    method: str,
+    name: str,
+    path: str,
+    *,
+    json: bool,
+    body: dict[str, Any] | None = None,
+    params: dict[str, Any] | None = None,
+) -> None:
     """Send one alias change and say where the alias went. The history records the owner
     of the API key (KILN_API_KEY)."""
     with http.client(api_url) as c:
-        event = http.check(c.request(method, f"/models/{name}/aliases/{path}", **request))
+        event = http.check(
+            c.request(method, f"/models/{name}/aliases/{path}", json=body, params=params)
+        )
+    if json:
+        emit_json(event)
+        return
     src = "nothing" if event["from_version"] is None else f"v{event['from_version']}"
     dst = "deleted" if event["to_version"] is None else f"v{event['to_version']}"
     console.print(f"{name}@{event['alias']}: {src} → {dst}")
@@ -44,10 +59,11 @@ def set_(
     alias: str,
     version: int,
     reason: Reason = None,
+    json: Json = False,
     api_url: ApiUrl = DEFAULT_API,
 ) -> None:
     """Point ALIAS at VERSION (create or move it: a promotion)."""
-    _move(api_url, "PUT", name, alias, json={"version": version, "reason": reason})
+    _move(api_url, "PUT", name, alias, json=json, body={"version": version, "reason": reason})
 
 
 @app.command("delete")
@@ -55,10 +71,11 @@ def delete(
     name: str,
     alias: str,
     reason: Reason = None,
+    json: Json = False,
     api_url: ApiUrl = DEFAULT_API,
 ) -> None:
     """Delete ALIAS (recorded in the history; `rollback` restores it)."""
-    _move(api_url, "DELETE", name, alias, params={"reason": reason} if reason else {})
+    _move(api_url, "DELETE", name, alias, json=json, params={"reason": reason} if reason else {})
 
 
 @app.command("rollback")
@@ -69,6 +86,7 @@ def rollback(
         str, typer.Option(help="A version number, or `previous` (where it pointed before).")
     ] = "previous",
     reason: Reason = None,
+    json: Json = False,
     api_url: ApiUrl = DEFAULT_API,
 ) -> None:
     """Move ALIAS back to the previous version, or to the one named with --to."""
@@ -79,13 +97,23 @@ def rollback(
         except ValueError:
             err.print(f"[red]--to {to!r}[/red]: expected a version number or 'previous'")
             raise typer.Exit(2) from None
-    _move(api_url, "POST", name, f"{alias}/rollback", json={"to": target, "reason": reason})
+    _move(
+        api_url,
+        "POST",
+        name,
+        f"{alias}/rollback",
+        json=json,
+        body={"to": target, "reason": reason},
+    )
 
 
 @app.command("list")
-def list_(name: str, api_url: ApiUrl = DEFAULT_API) -> None:
+def list_(name: str, json: Json = False, api_url: ApiUrl = DEFAULT_API) -> None:
     with http.client(api_url) as c:
         rows = http.check(c.get(f"/models/{name}/aliases"))
+    if json:
+        emit_json(rows)
+        return
     table = Table("alias", "version", "since")
     for r in rows:
         table.add_row(r["alias"], str(r["version"]), r["updated_at"])
@@ -96,7 +124,8 @@ def list_(name: str, api_url: ApiUrl = DEFAULT_API) -> None:
 def history(
     name: str,
     alias: Annotated[str | None, typer.Option(help="Only this alias.")] = None,
-    limit: int = 100,
+    limit: Annotated[int, typer.Option(min=1, max=1000)] = 100,
+    json: Json = False,
     api_url: ApiUrl = DEFAULT_API,
 ) -> None:
     """Every alias change of the model, newest first."""
@@ -105,4 +134,7 @@ def history(
         params["alias"] = alias
     with http.client(api_url) as c:
         events = http.check(c.get(f"/models/{name}/aliases/history", params=params))
+    if json:
+        emit_json(events)
+        return
     console.print(_history_table(events, f"{name}: alias history"))

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-import typer
+from collections.abc import Iterator
+from contextlib import contextmanager
 
-from services.cli.http import console
+import typer
+from sqlalchemy.exc import OperationalError
+
+from services.cli.errors import CliError, ExitCode
+from services.cli.output import console, plain
 
 app = typer.Typer(help="The registry database.", no_args_is_help=True)
 
@@ -16,8 +21,25 @@ def upgrade() -> None:
     from registry.settings import RegistrySettings
 
     settings = RegistrySettings()
-    migrate(settings.database_url)
+    with unreachable_database(settings.database_url):
+        migrate(settings.database_url)
     console.print(f"registry at {redact(settings.database_url)} is up to date")
+
+
+@contextmanager
+def unreachable_database(url: str) -> Iterator[None]:
+    """A registry database that cannot be reached ends the command with exit code 3 and
+    one line naming it (without its password) and DATABASE_URL."""
+    try:
+        yield
+    except OperationalError as exc:
+        text = str(exc.orig or exc).strip()
+        reason = plain(text.splitlines()[0]) if text else type(exc).__name__
+        raise CliError(
+            f"the registry database at {redact(url)} cannot be reached ({reason}); "
+            "set DATABASE_URL",
+            code=ExitCode.UNREACHABLE,
+        ) from None
 
 
 def redact(url: str) -> str:

@@ -10,7 +10,9 @@ from rich.table import Table
 
 from core.access import Scope
 from services.cli import http
-from services.cli.http import DEFAULT_API, ApiUrl, console
+from services.cli.db import unreachable_database
+from services.cli.http import DEFAULT_API, ApiUrl
+from services.cli.output import Json, console, emit_json
 
 app = typer.Typer(help="API keys: make, list, revoke.", no_args_is_help=True)
 Scopes = Annotated[
@@ -39,9 +41,10 @@ def bootstrap(owner: Annotated[str, typer.Option(help="Who holds the key.")]) ->
     from registry.db import make_engine, make_sessionmaker
     from registry.settings import RegistrySettings
 
-    engine = make_engine(RegistrySettings().database_url)
+    url = RegistrySettings().database_url
+    engine = make_engine(url)
     try:
-        with make_sessionmaker(engine)() as session:
+        with unreachable_database(url), make_sessionmaker(engine)() as session:
             key, token = keys.create_key(
                 session, owner=owner, scopes=[Scope.ADMIN], created_by="kiln keys bootstrap"
             )
@@ -52,19 +55,31 @@ def bootstrap(owner: Annotated[str, typer.Option(help="Who holds the key.")]) ->
 
 
 @app.command("create")
-def create(owner: str, scope: Scopes, model: Models = None, api_url: ApiUrl = DEFAULT_API) -> None:
+def create(
+    owner: str,
+    scope: Scopes,
+    model: Models = None,
+    json: Json = False,
+    api_url: ApiUrl = DEFAULT_API,
+) -> None:
     """Make a key for OWNER with the given scopes (needs an admin key in KILN_API_KEY)."""
     with http.client(api_url) as c:
         created = http.check(
             c.post("/keys", json={"owner": owner, "scopes": scope, "models": model})
         )
+    if json:
+        emit_json(created)
+        return
     _show_token(created, created["token"])
 
 
 @app.command("list")
-def list_(api_url: ApiUrl = DEFAULT_API) -> None:
+def list_(json: Json = False, api_url: ApiUrl = DEFAULT_API) -> None:
     with http.client(api_url) as c:
         rows = http.check(c.get("/keys"))
+    if json:
+        emit_json(rows)
+        return
     table = Table("id", "owner", "prefix", "scopes", "models", "created", "revoked")
     for k in rows:
         table.add_row(
@@ -80,8 +95,11 @@ def list_(api_url: ApiUrl = DEFAULT_API) -> None:
 
 
 @app.command("revoke")
-def revoke(key_id: str, api_url: ApiUrl = DEFAULT_API) -> None:
+def revoke(key_id: str, json: Json = False, api_url: ApiUrl = DEFAULT_API) -> None:
     """Revoke a key: refused everywhere within AUTH_KEY_REFRESH_S."""
     with http.client(api_url) as c:
         key = http.check(c.delete(f"/keys/{key_id}"))
+    if json:
+        emit_json(key)
+        return
     console.print(f"key {key['id']} of {key['owner']} revoked at {key['revoked_at']}")

@@ -3,57 +3,9 @@ through Typer against the real API app."""
 
 from __future__ import annotations
 
-import contextlib
-import uuid
 from typing import Any
 
-import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy.orm import Session
-from typer.testing import CliRunner
-
-from registry import jobs
-from registry.db import make_engine
-from services import cli
-from services.cli import http
-from tests.factories import make_job, make_version
-
-runner = CliRunner()
-
-
-@pytest.fixture
-def kiln(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> Any:
-    monkeypatch.setattr(http, "client", lambda _url: contextlib.nullcontext(client))
-    monkeypatch.setenv("COLUMNS", "200")
-
-    def run(*args: str) -> Any:
-        result = runner.invoke(cli.app, list(args))
-        return result
-
-    return run
-
-
-@pytest.fixture
-def name(db_url: str) -> str:
-    model = f"cli-{uuid.uuid4().hex[:8]}"
-    engine = make_engine(db_url)
-    with Session(engine, expire_on_commit=False) as s:
-        for f1 in (0.7, 0.9):
-            job = make_job(s, model_name=model)
-            for k in range(2):
-                jobs.record_fold(
-                    s,
-                    job_id=job.id,
-                    fold=k,
-                    n_train=4,
-                    n_val=2,
-                    metrics={"f1": f1 + 0.01 * k},
-                    history={},
-                )
-            make_version(s, job=job, metrics={"f1": {"mean": f1 + 0.005, "std": 0.005}})
-        s.commit()
-    engine.dispose()
-    return model
 
 
 def test_alias_commands(kiln: Any, name: str, client: TestClient) -> None:
