@@ -2,35 +2,84 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
+import re
+from pathlib import Path
 from typing import Annotated, Any
 
+import httpx
 import typer
 from rich.table import Table
 
-from services.cli import aliases, http, jobs
-from services.cli.http import DEFAULT_API, ApiUrl, console, err
+from services.cli import aliases, files, http, jobs
+from services.cli.errors import CliError
+from services.cli.http import DEFAULT_API, ApiUrl
+from services.cli.output import Json, console, emit_json, err, print_json
 
 app = typer.Typer(help="The model registry.", no_args_is_help=True)
 app.add_typer(aliases.app, name="alias")
 Undo = Annotated[bool, typer.Option("--undo", help="Unarchive it.")]
 Yes = Annotated[bool, typer.Option("--yes", help="Do not ask.")]
+VersionOrAlias = Annotated[
+    str,
+    typer.Argument(
+        metavar="VERSION_OR_ALIAS",
+        help="A version number (3 or v3), an alias (production), or latest.",
+        show_default=False,
+    ),
+]
+
+
+def resolve(c: httpx.Client, name: str, ref: str) -> int:
+    """The version number ``ref`` names: itself, the one an alias points at (GET
+    /models/{name}/aliases/{alias}), or for `latest` the newest one not archived."""
+    number = re.fullmatch(r"v?(\d+)", ref)
+    if number:
+        return int(number.group(1))
+    if ref == "latest":
+        latest = http.check(c.get(f"/models/{name}"))["latest_version"]
+        if latest is None:
+            raise CliError(f"model {name!r} has no version that is not archived")
+        return int(latest)
+    return int(http.check(c.get(f"/models/{name}/aliases/{ref}"))["version"])
 
 
 @app.command("list")
-def list_models(api_url: ApiUrl = DEFAULT_API) -> None:
+def list_models(
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="At most this many.")] = 100,
+    offset: Annotated[int, typer.Option(min=0, help="Skip this many.")] = 0,
+    json: Json = False,
+    api_url: ApiUrl = DEFAULT_API,
+) -> None:
     with http.client(api_url) as c:
-        rows = http.check(c.get("/models"))["items"]
-    table = Table("name", "latest", "versions")
-    for r in rows:
-        table.add_row(r["name"], str(r["latest_version"]), ", ".join(map(str, r["versions"])))
+        page = http.check(c.get("/models", params={"limit": limit, "offset": offset}))
+    if json:
+        emit_json(page)
+        return
+    table = Table("name", "latest", "versions", "aliases")
+    for r in page["items"]:
+        table.add_row(
+            r["name"],
+            "" if r["latest_version"] is None else str(r["latest_version"]),
+            ", ".join(map(str, r["versions"])),
+            ", ".join(f"{a}→v{v}" for a, v in (r.get("aliases") or {}).items()),
+        )
     console.print(table)
 
 
 @app.command("show")
-def show(name: str, version: int, api_url: ApiUrl = DEFAULT_API) -> None:
+def show(
+    name: str, version: VersionOrAlias, json: Json = False, api_url: ApiUrl = DEFAULT_API
+) -> None:
     """A version's metrics (mean ± std over folds) and parity."""
     with http.client(api_url) as c:
-        mv = http.check(c.get(f"/models/{name}/versions/{version}"))
+        number = resolve(c, name, version)
+        mv = http.check(c.get(f"/models/{name}/versions/{number}"))
+    if json:
+        emit_json(mv)
+        return
+    version = str(number)
     table = Table("metric", "mean", "std", title=f"{name} v{version}: {mv['spec']['k_folds']}-fold")
     test = mv.get("test_metrics") or {}
     if test:
@@ -66,9 +115,11 @@ def tag(
     value: Annotated[str | None, typer.Argument(help="Leave out with --delete.")] = None,
     version: Annotated[int | None, typer.Option(help="Tag this version, not the model.")] = None,
     delete: Annotated[bool, typer.Option("--delete", help="Remove the tag.")] = False,
+    json: Json = False,
     api_url: ApiUrl = DEFAULT_API,
 ) -> None:
-    """Set (or with --delete remove) a tag on a model or, with --version, on a version."""
+    """Set (or with --delete remove) a tag on a model or, with --version, on a version; shows
+    all of its tags."""
     path = f"/models/{name}" + (f"/versions/{version}" if version else "") + f"/tags/{key}"
     with http.client(api_url) as c:
         if delete:
@@ -78,7 +129,10 @@ def tag(
                 err.print("[red]a VALUE is needed[/red] (or --delete to remove the tag)")
                 raise typer.Exit(2)
             tags = http.check(c.put(path, json={"value": value}))
-    http.print_json(tags)
+    if json:
+        emit_json(tags)
+        return
+    print_json(tags)
 
 
 @app.command("describe")
@@ -106,6 +160,7 @@ def list_versions(
     archived: Annotated[bool | None, typer.Option("--archived/--active")] = None,
     order_by: Annotated[str | None, typer.Option(help="A metric: f1, f1.mean, rmse.std.")] = None,
     desc: Annotated[bool, typer.Option(help="Largest first.")] = False,
+    json: Json = False,
     api_url: ApiUrl = DEFAULT_API,
 ) -> None:
     """List versions, filtered and ordered by a stored metric."""
@@ -117,6 +172,9 @@ def list_versions(
         params["archived"] = archived
     with http.client(api_url) as c:
         rows = http.check(c.get(f"/models/{name}/versions", params=params))
+    if json:
+        emit_json(rows)
+        return
     metric = (order_by or "").partition(".")[0]
     table = Table("version", "aliases", "tags", metric or "f1 (mean)", "archived", "dataset")
     for r in rows:
@@ -138,6 +196,7 @@ def list_versions(
 def compare(
     name: str,
     versions: Annotated[list[int], typer.Argument(help="Two or more; the first is the baseline.")],
+    json: Json = False,
     api_url: ApiUrl = DEFAULT_API,
 ) -> None:
     """Every metric side by side: mean ± std, per-fold values, difference from the first."""
@@ -145,6 +204,9 @@ def compare(
         body = http.check(
             c.get(f"/models/{name}/compare", params={"versions": ",".join(map(str, versions))})
         )
+    if json:
+        emit_json(body)
+        return
     table = Table("metric", "version", "mean ± std", "folds", f"Δ vs v{body['baseline']}")
     for metric, rows in body["metrics"].items():
         for r in rows:
@@ -158,10 +220,14 @@ def compare(
 
 
 @app.command("lineage")
-def lineage(name: str, version: int, api_url: ApiUrl = DEFAULT_API) -> None:
+def lineage(name: str, version: int, json: Json = False, api_url: ApiUrl = DEFAULT_API) -> None:
     """The job, spec, seed, dataset, library versions and device behind a version."""
     with http.client(api_url) as c:
-        http.print_json(http.check(c.get(f"/models/{name}/versions/{version}/lineage")))
+        body = http.check(c.get(f"/models/{name}/versions/{version}/lineage"))
+    if json:
+        emit_json(body)
+        return
+    print_json(body)
 
 
 @app.command("retrain")
@@ -170,14 +236,15 @@ def retrain(
     version: int,
     dataset: Annotated[str | None, typer.Option(help="Dataset id or sklearn:<name>.")] = None,
     model: Annotated[str | None, typer.Option(help="Register into this model instead.")] = None,
-    wait: Annotated[bool, typer.Option(help="Follow the job until it ends.")] = False,
+    wait: jobs.Wait = False,
+    json: Json = False,
     api_url: ApiUrl = DEFAULT_API,
 ) -> None:
     """Train again from VERSION's exact spec, optionally on another dataset."""
     body = {k: v for k, v in (("dataset", dataset), ("model_name", model)) if v is not None}
     with http.client(api_url) as c:
         accepted = http.check(c.post(f"/models/{name}/versions/{version}/retrain", json=body))
-    jobs.queued(accepted, wait=wait, api_url=api_url)
+    jobs.queued(accepted, wait=wait, json=json, api_url=api_url)
 
 
 @app.command("archive")
@@ -199,3 +266,58 @@ def delete(name: str, version: int, yes: Yes = False, api_url: ApiUrl = DEFAULT_
         if resp.status_code != 204:
             http.check(resp)
     console.print(f"{name} v{version} deleted")
+
+
+@app.command("download")
+def download(
+    name: str,
+    version: VersionOrAlias,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="A file, or a folder for NAME-vN.onnx.  [default: ./NAME-vN.onnx]",
+        ),
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing file.")] = False,
+    api_url: ApiUrl = DEFAULT_API,
+) -> None:
+    """Download a version's ONNX model, checked against the sha256 the registry records.
+
+    The file is streamed to a temporary name beside the output and renamed once its sha256
+    matches: a download that breaks or differs leaves nothing behind."""
+    with http.client(api_url) as c:
+        number = resolve(c, name, version)
+        mv = http.check(c.get(f"/models/{name}/versions/{number}"))
+        expected = mv["artifacts"]["onnx"]["sha256"]
+        target = files.output_path(output or Path.cwd(), f"{name}-v{number}.onnx", force=force)
+        part = target.with_name(f".{target.name}.{os.getpid()}.part")
+        digest, size = hashlib.sha256(), 0
+        try:
+            with c.stream("GET", f"/models/{name}/versions/{number}/artifacts/onnx") as resp:
+                if resp.is_error:
+                    resp.read()
+                    raise http.refused(resp)
+                try:
+                    with part.open("wb") as f:
+                        for chunk in resp.iter_bytes():
+                            digest.update(chunk)
+                            f.write(chunk)
+                            size += len(chunk)
+                except OSError as exc:
+                    raise files.write_failed(target, exc) from None
+            if digest.hexdigest() != expected:
+                raise CliError(
+                    f"{name} v{number}: the downloaded file's sha256 is {digest.hexdigest()}, "
+                    f"the registry records {expected}; nothing was written"
+                )
+            try:
+                os.replace(part, target)
+            except OSError as exc:
+                raise files.write_failed(target, exc) from None
+        finally:
+            part.unlink(missing_ok=True)
+    console.print(
+        f"{name} v{number}: {size} bytes written to {target} (sha256 {expected}, checked)"
+    )
