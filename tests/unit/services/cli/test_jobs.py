@@ -21,7 +21,7 @@ from registry import jobs
 from registry.db import make_engine
 from services.cli import follow
 from tests.conftest import api_settings
-from tests.factories import make_job
+from tests.factories import SPEC, make_job
 from tests.unit.services.cli.conftest import FOLD_F1, Kiln, through, trained_job
 
 
@@ -297,3 +297,22 @@ def _job_dict(**fields: Any) -> dict[str, Any]:
         "progress": None,
         **fields,
     }
+
+
+def test_submit_reads_the_spec_file_and_prints_the_202(
+    kiln: Kiln, client: TestClient, tmp_path: Path
+) -> None:
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps(SPEC))
+    model = f"cli-submit-{uuid.uuid4().hex[:6]}"
+    args = ["jobs", "submit", "--model", model, "--dataset", "sklearn:breast_cancer"]
+    out = kiln(*args, "--spec", str(spec), "--json")
+    assert out.exit_code == 0, out.output
+    accepted = json.loads(out.stdout)
+    assert accepted["state"] == "queued"
+    job = client.get(f"/jobs/{accepted['id']}").json()
+    assert (job["model_name"], job["spec"]["k_folds"]) == (model, SPEC["k_folds"])
+    plain = kiln(*args, "--spec", str(spec))
+    assert plain.exit_code == 0, plain.output
+    assert plain.stdout.startswith("job ")
+    assert " queued: http" in plain.stdout
