@@ -277,7 +277,7 @@ def download(
         typer.Option(
             "--output",
             "-o",
-            help="A file, or a folder for NAME-vN.onnx.  [default: ./NAME-vN.onnx]",
+            help="A file, or a folder for NAME-vN.onnx (default: the current folder).",
         ),
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing file.")] = False,
