@@ -76,6 +76,21 @@ def dockerfile_instructions(path: Path) -> list[str]:
     ]
 
 
+def dockerfile_stages(path: Path) -> dict[str, tuple[str, list[str]]]:
+    """Stage name → (what it is FROM, its instructions), in file order."""
+    stages: dict[str, tuple[str, list[str]]] = {}
+    current: list[str] = []
+    for line in dockerfile_instructions(path):
+        if line.startswith("FROM "):
+            words = line.split()
+            name = words[3] if len(words) == 4 and words[2].upper() == "AS" else str(len(stages))
+            current = []
+            stages[name] = (words[1], current)
+        else:
+            current.append(line)
+    return stages
+
+
 def dockerfile_commands(path: Path) -> str:
     return "\n".join(
         line for line in dockerfile_instructions(path) if line.split()[0] in {"CMD", "ENTRYPOINT"}
@@ -143,6 +158,8 @@ def test_compose_builds_from_the_deploy_dockerfiles(name: str) -> None:
     dockerfile = ROOT / build["context"] / build["dockerfile"]
     assert dockerfile.is_file(), f"compose service {name} names missing {dockerfile}"
     assert dockerfile.resolve() == DOCKERFILES[name].resolve()
+    # The default target, the CPU image (the predictor's last stage).
+    assert "target" not in build
 
 
 @pytest.mark.parametrize("name", ["api", "predict", "worker"])
@@ -196,11 +213,24 @@ def test_dockerfile_copies_the_distribution(name: str) -> None:
 
 @pytest.mark.parametrize("name", ["api", "predict", "worker"])
 def test_dockerfile_base_and_user(name: str) -> None:
+    stages = dockerfile_stages(DOCKERFILES[name])
+    seen: list[str] = []
+    for stage, (base, _) in stages.items():
+        # Every stage starts from python:3.11-slim or from an earlier stage.
+        assert base == "python:3.11-slim" or base in seen, (stage, base)
+        seen.append(stage)
     lines = dockerfile_instructions(DOCKERFILES[name])
-    assert all(line.split()[1] == "python:3.11-slim" for line in lines if line.startswith("FROM "))
     users = [line.split()[1] for line in lines if line.startswith("USER ")]
     assert users, f"{name}.Dockerfile runs as root"
     assert users[-1].split(":")[0] not in {"root", "0"}
+    assert image_uid(name) == 10001
+
+
+def image_uid(name: str) -> int:
+    """The numeric user the image runs as (its last USER), which the pods' runAsUser names."""
+    lines = dockerfile_instructions(DOCKERFILES[name])
+    (user, *_) = [line.split()[1] for line in lines if line.startswith("USER ")][::-1]
+    return int(user.split(":")[0])
 
 
 @pytest.mark.parametrize(
@@ -280,6 +310,120 @@ def test_healthcheck_hits_a_route(name: str) -> None:
     assert match, checks[0]
     assert int(match.group(1)) == {"api": 8000, "predict": 8001}[name]
     assert f'"{match.group(2)}"' in route_paths(), f"no route {match.group(2)}"
+
+
+# --- The GPU predictor image ------------------------------------------------------------
+
+# onnxruntime-gpu on PyPI → the CUDA it was built with (`onnxruntime.print_debug_info()`)
+# and the cuDNN major its [cudnn] extra asks for. 1.19 to 1.26 are CUDA 12 builds, 1.27 and
+# later CUDA 13 builds (their wheels' Requires-Dist: nvidia-*-cu12 against -cu13). A new
+# pin goes here once its build is looked up, with the NVIDIA wheels to match.
+ORT_GPU_BUILDS = {"1.26.0": {"cuda": "12.8", "cudnn": 9}}
+# The wheels onnxruntime-gpu[cuda,cudnn] 1.26.0 resolves to, with their own dependencies
+# (nvidia-cudnn → nvidia-cublas, nvidia-cufft → nvidia-nvjitlink), and the folder under
+# site-packages/nvidia/ that holds each one's libraries.
+NVIDIA_WHEEL_DIRS = {
+    "nvidia-cublas": "cublas",
+    "nvidia-cuda-nvrtc": "cuda_nvrtc",
+    "nvidia-cuda-runtime": "cuda_runtime",
+    "nvidia-cudnn": "cudnn",
+    "nvidia-cufft": "cufft",
+    "nvidia-curand": "curand",
+    "nvidia-nvjitlink": "nvjitlink",
+}
+PIN = re.compile(r"""["']?([A-Za-z0-9][\w.-]*)(\[[\w,]+\])?(==|>=|<=|~=|!=|>|<)?([\w.*]*)["']?""")
+
+
+def pip_requirements(stage_lines: list[str]) -> dict[str, tuple[str, str]]:
+    """Package → (operator, version) of every `pip install` in a stage's RUN lines."""
+    found: dict[str, tuple[str, str]] = {}
+    for line in stage_lines:
+        if not line.startswith("RUN "):
+            continue
+        for command in re.split(r"&&|;", line[4:]):
+            words = shlex.split(command)
+            if words[:2] != ["pip", "install"]:
+                continue
+            for word in words[2:]:
+                if word.startswith(("-", ".")):  # options, and the project itself
+                    continue
+                match = PIN.fullmatch(word)
+                assert match, word
+                found[match.group(1).lower()] = (match.group(3) or "", match.group(4))
+    return found
+
+
+def gpu_stage() -> tuple[list[str], dict[str, tuple[str, str]], str]:
+    """The `gpu` stage's instructions, the pip pins of the stage its venv comes from, and
+    the Python of the image it runs on."""
+    stages = dockerfile_stages(DOCKERFILES["predict"])
+    base, lines = stages["gpu"]
+    (source,) = [
+        line.split("--from=")[1].split()[0]
+        for line in lines
+        if line.startswith("COPY --from=") and "/opt/venv" in line
+    ]
+    python = stages[base][0]
+    while python in stages:
+        python = stages[python][0]
+    return lines, pip_requirements(stages[source][1]), python
+
+
+def test_gpu_image_pins_an_onnxruntime_gpu_build_and_the_cuda_it_was_built_for() -> None:
+    _, pins, _ = gpu_stage()
+    unpinned = {name: pin for name, pin in pins.items() if pin[0] != "==" or "*" in pin[1]}
+    assert not unpinned, f"not pinned exactly: {unpinned}"
+    version = pins["onnxruntime-gpu"][1]
+    assert version in ORT_GPU_BUILDS, f"look up onnxruntime-gpu {version}'s CUDA build first"
+    build = ORT_GPU_BUILDS[version]
+    cuda_major = build["cuda"].split(".")[0]
+    nvidia = {name: v for name, (_, v) in pins.items() if name.startswith("nvidia-")}
+    # One CUDA major for every NVIDIA wheel, the pin's: a -cu13 wheel beside a CUDA 12
+    # build (or the reverse) leaves the CUDA provider unloadable, and ORT runs on the CPU.
+    assert {re.sub(r"-cu\d+$", "", name) for name in nvidia} == set(NVIDIA_WHEEL_DIRS)
+    assert {name.rsplit("-cu", 1)[1] for name in nvidia} == {cuda_major}
+    runtime = nvidia[f"nvidia-cuda-runtime-cu{cuda_major}"]
+    assert runtime.split(".")[:2] == build["cuda"].split("."), "the CUDA the build was made with"
+    assert int(nvidia[f"nvidia-cudnn-cu{cuda_major}"].split(".")[0]) == build["cudnn"]
+
+
+def test_gpu_image_puts_the_cuda_libraries_on_the_loader_path() -> None:
+    lines, pins, python = gpu_stage()
+    assert python == "python:3.11-slim"
+    (env,) = [line for line in lines if line.startswith("ENV LD_LIBRARY_PATH=")]
+    paths = env.split("=", 1)[1].split(":")
+    site = "/opt/venv/lib/python3.11/site-packages"
+    expected = {
+        f"{site}/nvidia/{folder}/lib"
+        for name in pins
+        if name.startswith("nvidia-")
+        for folder in [NVIDIA_WHEEL_DIRS[re.sub(r"-cu\d+$", "", name)]]
+    }
+    assert set(paths) == expected
+    # The build fails, without a GPU, if the CUDA provider's libraries do not resolve.
+    checks = [line for line in lines if line.startswith("RUN ") and "ldd " in line]
+    assert len(checks) == 1
+    assert f"{site}/onnxruntime/capi/libonnxruntime_providers_cuda.so" in checks[0]
+    assert 'grep "not found"' in checks[0]
+    assert "CUDAExecutionProvider" in checks[0]
+
+
+def test_the_default_predictor_image_is_the_cpu_one() -> None:
+    stages = dockerfile_stages(DOCKERFILES["predict"])
+    last, (_, lines) = list(stages.items())[-1]
+    assert last == "cpu"
+    assert "COPY --from=build /opt/venv /opt/venv" in lines
+    assert "onnxruntime-gpu" in pip_requirements(stages["gpu-build"][1])
+    assert "onnxruntime-gpu" not in "\n".join(stages["build"][1])
+
+
+def test_gpu_pin_check_can_fail() -> None:
+    unpinned = pip_requirements(
+        ['RUN pip install --no-cache-dir "onnxruntime-gpu[cuda,cudnn]>=1.20"']
+    )
+    assert unpinned == {"onnxruntime-gpu": (">=", "1.20")}
+    starred = pip_requirements(['RUN pip install "nvidia-cudnn-cu13==9.*" && pip install x==1'])
+    assert starred == {"nvidia-cudnn-cu13": ("==", "9.*"), "x": ("==", "1")}
 
 
 # --- Kubernetes -----------------------------------------------------------------------
