@@ -39,4 +39,6 @@ HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4)"]
 
 # Migrations first (Alembic, idempotent at head), then exec so uvicorn is PID 1 and gets SIGTERM.
+# That is for one API (docker compose). On Kubernetes the Deployment runs uvicorn alone and
+# the kiln-migrate Job migrates (deploy/k8s/base/migrate.yaml), so replicas do not race.
 CMD ["sh", "-c", "kiln db upgrade && exec uvicorn services.api.app:app --factory --host 0.0.0.0 --port 8000"]

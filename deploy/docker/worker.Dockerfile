@@ -3,9 +3,9 @@
 #   docker build -f deploy/docker/worker.Dockerfile -t kiln/worker .
 # The only image with the `train` extra (TensorFlow CPU, tf2onnx, onnx).
 #
-# GPU: the gpu overlay runs the `-gpu` tag, built with `--build-arg KILN_GPU=1`, which
-# replaces tensorflow-cpu with tensorflow[and-cuda] (CUDA from NVIDIA's pip wheels). The
-# exported ONNX is the same either way.
+# GPU: the gpu overlay's kiln-worker-gpu (the training-gpu queue) runs the `-gpu` tag, built
+# with `--build-arg KILN_GPU=1`, which replaces tensorflow-cpu with tensorflow[and-cuda]
+# (CUDA 12 from NVIDIA's pip wheels). The exported ONNX is the same either way.
 
 FROM python:3.11-slim AS build
 ARG KILN_GPU=0
