@@ -9,6 +9,8 @@ fast path included (docs/decisions/0017).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import logging
 import threading
@@ -122,6 +124,7 @@ class KeyRing:
         self._loaded_at = 0.0
         self._lock = threading.Lock()
         self._failing = False
+        self._kept_fresh = False
 
     def refresh(self) -> None:
         try:
@@ -140,8 +143,25 @@ class KeyRing:
     @property
     def stale(self) -> bool:
         """Whether the next lookup reloads first (a caller in an event loop does that
-        reload in a thread: `reload_if_stale`)."""
-        return self._grants is None or time.monotonic() - self._loaded_at >= self.max_age_s
+        reload in a thread: `reload_if_stale`). Once `keep_fresh` runs, only before the
+        first load."""
+        if self._grants is None:
+            return True
+        return not self._kept_fresh and time.monotonic() - self._loaded_at >= self.max_age_s
+
+    async def keep_fresh(self) -> None:
+        """Reload every ``max_age_s`` in the background (a task of a service's lifespan)
+        instead of in a lookup: lookups then never wait for the database, and the requests
+        that arrive while the keys are read do not queue behind the read. A failed reload
+        keeps the keys last read (`refresh` logs it once)."""
+        self._kept_fresh = True
+        try:
+            while True:
+                await asyncio.sleep(self.max_age_s)
+                with contextlib.suppress(Exception):
+                    await asyncio.to_thread(self.refresh)
+        finally:
+            self._kept_fresh = False
 
     def reload_if_stale(self) -> Mapping[str, Grant]:
         grants = self._grants

@@ -54,7 +54,8 @@ async def caller(
     _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Caller:
     # Async: a lookup is a dict read, not worth a hop to the thread pool (where every sync
-    # dependency runs); only a reload of the keys, once a second at most, goes there.
+    # dependency runs). The keys are reloaded in the background (KeyRing.keep_fresh, in
+    # the lifespan); only the first read, before any, goes to a thread here.
     if is_cross_site(
         request.method,
         origin=request.headers.get("origin"),

@@ -119,7 +119,7 @@ def _lifespan(
         if keys is not None:
             # Read before the server reports ready; then only in the background.
             await anyio.to_thread.run_sync(keys.refresh)
-            tasks.append(asyncio.create_task(_refresh_keys_forever(keys, settings)))
+            tasks.append(asyncio.create_task(keys.keep_fresh()))
         app.state.ready = True
         try:
             yield
@@ -192,14 +192,6 @@ async def _refresh_forever(cache: ModelCache, settings: PredictSettings) -> None
                 # WARNING as the line it ends, so that it shows wherever that one did.
                 log.warning("refreshing model references works again")
             failing = None
-
-
-async def _refresh_keys_forever(keys: KeyRing, settings: PredictSettings) -> None:
-    while True:
-        await asyncio.sleep(settings.auth_key_refresh_s)
-        # A failure keeps the keys last read (KeyRing.refresh logs it once).
-        with contextlib.suppress(Exception):
-            await anyio.to_thread.run_sync(keys.refresh)
 
 
 async def _error(_request: Request, exc: Exception) -> Response:

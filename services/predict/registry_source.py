@@ -7,7 +7,6 @@ corrupted artifact is refused, never served.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
@@ -143,8 +142,6 @@ class RegistrySource:
 
 def registry_keys(settings: PredictSettings) -> KeyRing:
     """The registry's API keys, reloaded by the predictor's background task only (a
-    lookup never waits for the database)."""
+    lookup never waits for the database: `KeyRing.keep_fresh`)."""
     sm = make_sessionmaker(make_engine(settings.database_url))
-    ring = keys.key_ring(sm, settings)
-    ring.max_age_s = math.inf
-    return ring
+    return keys.key_ring(sm, settings)
