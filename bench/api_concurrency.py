@@ -23,7 +23,10 @@ Each cell runs two wrk processes at once, half the connections each: one on GET 
 percentiles. wrk's timeout is --timeout s; a request not answered by then counts in
 "timeouts". A thread polls GET /healthz every 0.25 s (1 s timeout) during each cell and
 reports ok/all and the slowest answer. After each cell the bench waits until GET /models
-answers within 1 s again and prints that wait ("back after"). Nothing is pinned: wrk, the
+answers within 1 s again and prints that wait ("back after"). Last, a "404 (floor)" cell
+at the peak count asks for a path no route has: what this server, on this machine, does
+with no key check, no cache and no database. Then 200 clients that poll: each waits 0.5
+to 1.5 times the poll interval after every answer, as clients on their own timers do. Nothing is pinned: wrk, the
 API and PostgreSQL share the machine's cores, so the header prints the CPU count and load.
 Numbers only: a measurement, not a test.
 """
@@ -225,10 +228,15 @@ def api(url: str, home: Path, overrides: dict[str, str]) -> Iterator[str]:
 
 def lua(paths: list[str], token: str | None, workdir: Path, poll_ms: int = 0) -> Path:
     """A wrk script cycling through ``paths``; ``poll_ms`` > 0 makes each connection a
-    client that polls: it waits that long after each answer (wrk's `delay`)."""
+    client that polls: it waits about that long after each answer (wrk's `delay`), drawn
+    from 0.5 to 1.5 times ``poll_ms`` as clients that poll on their own timers do."""
     script = workdir / f"paths-{abs(hash(tuple(paths)))}-{poll_ms}.lua"
     header = f'wrk.headers["Authorization"] = "Bearer {token}"\n' if token else ""
-    pace = f"delay = function() return {poll_ms} end\n" if poll_ms else ""
+    pace = (
+        f"delay = function() return math.random({poll_ms // 2}, {poll_ms * 3 // 2}) end\n"
+        if poll_ms
+        else ""
+    )
     script.write_text(
         header
         + pace
@@ -374,6 +382,18 @@ def main() -> None:
                         f"{health.slowest_ms:.0f} ms; back after {back:.1f} s",
                         flush=True,
                     )
+                # The floor: the same server's 404 for a path no route has (no key, no
+                # database, no cache), under the peak count.
+                floor = parse(
+                    start_wrk(
+                        base,
+                        lua(["/no-such-route"], None, work),
+                        max(counts),
+                        args.seconds,
+                        args.timeout,
+                    ).communicate()[0]
+                )
+                print(row(config, max(counts), "404 (floor)", floor), flush=True)
             logged = (work / config / "api.log").read_text()
             print(
                 f"{config}: the API logged {logged.count('QueuePool limit')} pool timeouts "

@@ -10,6 +10,7 @@ from sqlalchemy import DateTime, MetaData, String, create_engine, event
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -101,40 +102,61 @@ def make_engine(
 ) -> Engine:
     """An engine for ``url``; the pool options left None keep SQLAlchemy's (5 + 10, 30 s).
     An in-memory SQLite database has one connection per thread and takes none of them."""
-    in_memory = url.startswith("sqlite") and make_url(url).database in (None, "", ":memory:")
+    kwargs = _options(url, pool_size, max_overflow, pool_timeout_s, kwargs)
+    engine = create_engine(url, **kwargs)
+    if url.startswith("sqlite"):
+        _sqlite_events(engine)
+    return engine
+
+
+def make_async_engine(
+    url: str,
+    *,
+    pool_size: int | None = None,
+    max_overflow: int | None = None,
+    pool_timeout_s: float | None = None,
+    **kwargs: Any,
+) -> AsyncEngine:
+    """The same database as ``make_engine(url)`` through an asyncio driver (psycopg's own,
+    or aiosqlite), for reads that wait for the database in the event loop instead of in a
+    thread. For an in-memory SQLite database it opens another, empty one."""
+    parsed = make_url(url)
+    driver = {"postgresql": "postgresql+psycopg", "sqlite": "sqlite+aiosqlite"}.get(
+        parsed.get_backend_name()
+    )
+    if driver is None:
+        raise ValueError(f"no asyncio driver for {parsed.get_backend_name()!r} databases")
+    async_url = parsed.set(drivername=driver).render_as_string(hide_password=False)
+    kwargs = _options(url, pool_size, max_overflow, pool_timeout_s, kwargs)
+    engine = create_async_engine(async_url, **kwargs)
+    if url.startswith("sqlite"):
+        _sqlite_events(engine.sync_engine)
+    return engine
+
+
+def in_memory(url: str) -> bool:
+    return url.startswith("sqlite") and make_url(url).database in (None, "", ":memory:")
+
+
+def _options(
+    url: str,
+    pool_size: int | None,
+    max_overflow: int | None,
+    pool_timeout_s: float | None,
+    kwargs: dict[str, Any],
+) -> dict[str, Any]:
     for option, value in (
         ("pool_size", pool_size),
         ("max_overflow", max_overflow),
         ("pool_timeout", pool_timeout_s),
     ):
-        if value is not None and not in_memory:
+        if value is not None and not in_memory(url):
             kwargs[option] = value
     if url.startswith("sqlite"):
         # Several processes (api, worker, predictor) share the embedded file: wait for
         # locks rather than failing at once, and let readers run beside one writer.
         kwargs.setdefault("connect_args", {"timeout": 30})
-        engine = create_engine(url, **kwargs)
-
-        @event.listens_for(engine, "connect")
-        def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA busy_timeout=30000")
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.close()
-
-        @event.listens_for(engine, "savepoint")
-        def _begin_before_a_savepoint(conn: Any, _name: str) -> None:
-            # pysqlite opens a transaction only before a write. A SAVEPOINT issued first
-            # opens one itself, and its RELEASE then commits everything: a registration
-            # rolled back afterwards (a cancelled job) would stay. BEGIN first makes the
-            # savepoint a nested one, as on PostgreSQL; transactions still start at their
-            # first write otherwise (registry.versions.lock_model relies on that).
-            dbapi_conn = conn.connection.dbapi_connection
-            if not dbapi_conn.in_transaction:
-                dbapi_conn.execute("BEGIN")
-
-        return engine
+        return kwargs
     kwargs.setdefault("pool_pre_ping", True)
     parsed = make_url(url)
     if parsed.get_backend_name() == "postgresql" and "connect_timeout" not in parsed.query:
@@ -142,7 +164,28 @@ def make_engine(
             "connect_timeout": CONNECT_TIMEOUT_S,
             **kwargs.get("connect_args", {}),
         }
-    return create_engine(url, **kwargs)
+    return kwargs
+
+
+def _sqlite_events(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.close()
+
+    @event.listens_for(engine, "savepoint")
+    def _begin_before_a_savepoint(conn: Any, _name: str) -> None:
+        # pysqlite opens a transaction only before a write. A SAVEPOINT issued first
+        # opens one itself, and its RELEASE then commits everything: a registration
+        # rolled back afterwards (a cancelled job) would stay. BEGIN first makes the
+        # savepoint a nested one, as on PostgreSQL; transactions still start at their
+        # first write otherwise (registry.versions.lock_model relies on that).
+        dbapi_conn = conn.connection.dbapi_connection
+        if not dbapi_conn.in_transaction:
+            dbapi_conn.execute("BEGIN")
 
 
 # What a client is told to wait before asking again while the database is away: a

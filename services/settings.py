@@ -38,6 +38,9 @@ class ApiSettings(RegistrySettings, BrokerSettings):
     api_threads: int = Field(default=40, ge=1)
     # uvicorn processes for the API; each has its own pool.
     api_workers: int = Field(default=1, ge=1)
+    # How long a process keeps the answers of the polled reads (GET /jobs/{id}, /models,
+    # /models/{name}); its own writes clear them at once (services/api/reads.py). 0: off.
+    api_read_cache_s: float = Field(default=1.0, ge=0)
     # Quotas per API key (services/api/quotas.py; 0 or "" turns one off). Submissions are
     # jobs, retrains and dataset uploads, counted across API processes when REDIS_URL is
     # set; active jobs are the key's queued and running ones.

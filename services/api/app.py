@@ -5,6 +5,8 @@ Run: `uvicorn services.api.app:app --factory`. It never imports TensorFlow.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
 import logging
 from collections.abc import AsyncIterator
@@ -16,12 +18,13 @@ from fastapi.routing import APIRoute
 
 from registry import keys as registry_keys
 from registry.artifacts import make_artifact_store
-from registry.db import make_engine, make_sessionmaker
+from registry.db import in_memory, make_async_engine, make_engine, make_sessionmaker
 from registry.migrate import pending_revision
 from services import problems
 from services.api import quotas
 from services.api.dispatch import Dispatcher
 from services.api.limits import MULTIPART_SLACK, BodyLimit
+from services.api.reads import Reads
 from services.api.routes import aliases, datasets, jobs, keys, models, versions
 from services.api.sessions import DatabaseProbe, SessionGate
 from services.api.sweeper import Sweeper
@@ -69,6 +72,18 @@ def create_app(settings: ApiSettings) -> FastAPI:
         app.state.sessions = SessionGate(
             sm, slots=settings.database_pool_size, timeout_s=settings.database_pool_timeout_s
         )
+        # The polled reads' own pool, of the asyncio driver (services/api/reads.py).
+        read_engine = None
+        if not in_memory(settings.database_url):
+            read_engine = make_async_engine(
+                settings.database_url,
+                pool_size=settings.database_pool_size,
+                max_overflow=0,
+                pool_timeout_s=settings.database_pool_timeout_s,
+            )
+        app.state.reads = Reads(
+            sm, ttl_s=settings.api_read_cache_s, engine=read_engine, gate=app.state.sessions
+        )
         app.state.health = DatabaseProbe(settings.database_url, timeout_s=HEALTH_TIMEOUT_S)
         app.state.store = store
         app.state.dispatcher = dispatcher
@@ -83,11 +98,18 @@ def create_app(settings: ApiSettings) -> FastAPI:
             orphan_grace_s=settings.artifact_orphan_grace_s,
         )
         sweeper.start()
+        # Read by the first request that needs them, then only in the background.
+        keys_task = asyncio.create_task(app.state.keys.keep_fresh())
         try:
             yield
         finally:
+            keys_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keys_task
             sweeper.stop()
-            app.state.health.dispose()
+            await app.state.health.dispose()
+            if read_engine is not None:
+                await read_engine.dispose()
             engine.dispose()
 
     app = FastAPI(

@@ -16,6 +16,7 @@ from registry.artifacts import ArtifactStore
 from services.api.auth import Caller
 from services.api.dispatch import Dispatcher
 from services.api.quotas import SubmitCaller
+from services.api.reads import Reads
 from services.api.sessions import SessionGate
 from services.settings import ApiSettings
 
@@ -44,7 +45,13 @@ async def get_dispatcher(request: Request) -> Dispatcher:
     return dispatcher
 
 
+async def get_reads(request: Request) -> Reads:
+    reads: Reads = request.app.state.reads
+    return reads
+
+
 SessionDep = Annotated[Session, Depends(get_session)]
+ReadsDep = Annotated[Reads, Depends(get_reads)]
 SettingsDep = Annotated[ApiSettings, Depends(get_settings)]
 StoreDep = Annotated[ArtifactStore, Depends(get_store)]
 DispatcherDep = Annotated[Dispatcher, Depends(get_dispatcher)]

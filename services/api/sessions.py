@@ -22,7 +22,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from registry.db import RETRY_AFTER_S, make_engine
+from registry.db import RETRY_AFTER_S, make_async_engine
 from registry.errors import RegistryUnavailable
 
 
@@ -60,26 +60,21 @@ class SessionGate:
 
 
 class DatabaseProbe:
-    """`SELECT 1` on a connection of its own, for /healthz: a probe never queues behind
-    the requests for a thread or a connection, and answers within ``timeout_s``."""
+    """`SELECT 1` on a connection of its own, for /healthz, through the asyncio driver: a
+    probe never queues behind the requests for a thread, a connection or the GIL, and
+    answers within ``timeout_s``."""
 
     def __init__(self, url: str, *, timeout_s: float) -> None:
-        self._engine = make_engine(url, pool_size=1, max_overflow=0, pool_timeout_s=timeout_s)
+        self._engine = make_async_engine(url, pool_size=1, max_overflow=0, pool_timeout_s=timeout_s)
         self._timeout_s = timeout_s
-        self._limiter = anyio.CapacityLimiter(1)
-
-    def _select_1(self) -> None:
-        with self._engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
 
     async def check(self) -> None:
         """Raises RegistryUnavailable when the database does not answer in time."""
         failure: Exception | None = None
         with anyio.move_on_after(self._timeout_s) as waited:
             try:
-                await anyio.to_thread.run_sync(
-                    self._select_1, limiter=self._limiter, abandon_on_cancel=True
-                )
+                async with self._engine.connect() as conn:
+                    await conn.execute(text("SELECT 1"))
             except SQLAlchemyError as exc:
                 failure = exc
         if waited.cancelled_caught or failure is not None:
@@ -88,5 +83,5 @@ class DatabaseProbe:
                 f"the registry database is not answering ({why})", retry_after_s=RETRY_AFTER_S
             )
 
-    def dispose(self) -> None:
-        self._engine.dispose()
+    async def dispose(self) -> None:
+        await self._engine.dispose()

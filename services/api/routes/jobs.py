@@ -4,6 +4,7 @@ from collections.abc import Callable
 
 from fastapi import APIRouter, Request, Response, status
 from pydantic import BaseModel
+from sqlalchemy.orm import Session
 
 from core.access import Scope
 from core.vocabulary import JobState
@@ -11,7 +12,7 @@ from registry import views as registry_views
 from registry.models import TrainingJob
 from services.api import idempotency, views
 from services.api.auth import ReadCaller, TrainCaller, needs
-from services.api.deps import Queueing, QueueingDep, SessionDep
+from services.api.deps import Queueing, QueueingDep, ReadsDep, SessionDep
 from services.api.idempotency import IdempotencyKey
 from services.api.schemas import (
     JobAccepted,
@@ -91,14 +92,18 @@ def accept(
     )
 
 
-@router.get("/{job_id}", summary="Get a job")
-def get_job(request: Request, session: SessionDep, who: ReadCaller, job_id: Text) -> JobRead:
+@router.get("/{job_id}", summary="Get a job", response_model=JobRead)
+async def get_job(request: Request, reads: ReadsDep, who: ReadCaller, job_id: Text) -> Response:
     """State (queued, running, succeeded, failed, cancelled), fold and epoch progress,
     per-fold metrics as folds finish, every state change with its time, and on failure
-    a reason."""
-    job = registry_views.job(session, job_id=job_id)
-    who.require(Scope.READ, model=job.model_name)
-    return views.job_read(request, job)
+    a reason. Answered from a read about a second old at most (`API_READ_CACHE_S`)."""
+
+    def load(session: Session, request: Request) -> JobRead:
+        return views.job_read(request, registry_views.job(session, job_id=job_id))
+
+    answer = await reads.answer("job", request, (job_id,), load, model="model_name")
+    who.require(Scope.READ, model=answer.model_name)
+    return answer.response()
 
 
 @router.get("/{job_id}/history", summary="Per-epoch training curves")

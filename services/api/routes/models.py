@@ -2,14 +2,15 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request, Response
+from sqlalchemy.orm import Session
 
 from core.access import Scope
 from registry import lineage
 from registry import views as registry_views
 from services.api import views
 from services.api.auth import needs
-from services.api.deps import SessionDep
+from services.api.deps import ReadsDep, SessionDep
 from services.api.errors import VersionsInvalid
 from services.api.schemas import (
     MAX_VERSION,
@@ -28,15 +29,34 @@ from services.problems import ERROR_RESPONSES
 router = APIRouter(prefix="/models", tags=["models"], responses=ERROR_RESPONSES)
 
 
-@router.get("", summary="List models", dependencies=[needs(Scope.READ)])
-def list_models(session: SessionDep, limit: Limit = 100, offset: Offset = 0) -> Page[ModelRead]:
-    rows = registry_views.models(session, limit=limit, offset=offset)
-    return Page[ModelRead](items=[views.model_read(m) for m in rows], limit=limit, offset=offset)
+@router.get(
+    "", summary="List models", response_model=Page[ModelRead], dependencies=[needs(Scope.READ)]
+)
+async def list_models(
+    request: Request, reads: ReadsDep, limit: Limit = 100, offset: Offset = 0
+) -> Response:
+    """Models by name, with their versions, tags and aliases. Answered from a read
+    about a second old at most (`API_READ_CACHE_S`)."""
+
+    def load(session: Session, _request: Request) -> Page[ModelRead]:
+        rows = registry_views.models(session, limit=limit, offset=offset)
+        return Page[ModelRead](
+            items=[views.model_read(m) for m in rows], limit=limit, offset=offset
+        )
+
+    return (await reads.answer("models", request, (limit, offset), load)).response()
 
 
-@router.get("/{name}", summary="Get a model", dependencies=[needs(Scope.READ)])
-def get_model(session: SessionDep, name: Text) -> ModelRead:
-    return views.model_read(registry_views.model(session, name=name))
+@router.get(
+    "/{name}", summary="Get a model", response_model=ModelRead, dependencies=[needs(Scope.READ)]
+)
+async def get_model(request: Request, reads: ReadsDep, name: Text) -> Response:
+    """A model's versions, tags and aliases (read as `GET /models` is)."""
+
+    def load(session: Session, _request: Request) -> ModelRead:
+        return views.model_read(registry_views.model(session, name=name))
+
+    return (await reads.answer("model", request, (name,), load)).response()
 
 
 @router.patch(

@@ -47,7 +47,8 @@ def test_healthz_answers_503_when_the_database_does_not(client: TestClient) -> N
     try:
         response = client.get("/healthz")
     finally:
-        app.state.health.dispose()
+        assert client.portal is not None
+        client.portal.call(app.state.health.dispose)
         app.state.health = working
     assert response.status_code == 503
     assert response.headers["content-type"] == "application/problem+json"
