@@ -20,7 +20,7 @@ from registry import keys as registry_keys
 from registry.artifacts import make_artifact_store
 from registry.db import in_memory, make_async_engine, make_engine, make_sessionmaker
 from registry.migrate import pending_revision
-from services import problems
+from services import docs, problems
 from services.api import quotas
 from services.api.dispatch import Dispatcher
 from services.api.limits import MULTIPART_SLACK, BodyLimit
@@ -122,8 +122,12 @@ def create_app(settings: ApiSettings) -> FastAPI:
         # As in the predictor: FastAPI's OpenTelemetry hooks look up the global providers
         # on every request even when none is configured (docs/benchmarks.md).
         telemetry={"tracing": False, "metrics": False, "logs": False},
+        # Served from the package, not a CDN (services/docs.py).
+        docs_url=None,
+        redoc_url=None,
     )
     problems.install(app)
+    docs.install(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_upload_bytes + MULTIPART_SLACK)
     app.include_router(datasets.router)
     app.include_router(jobs.router)

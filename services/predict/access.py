@@ -15,11 +15,14 @@ from fastapi.security import HTTPBearer
 from limits import parse, storage, strategies
 
 from core.access import KeyRing, Scope
+from services import docs
 from services.predict.errors import PredictRateLimited
 from services.predict.request import RequestHead, RequestHook
 
+# Exact paths, so that the check costs an infer request one set lookup; the docs' pages
+# and each of their files are listed in services/docs.py.
 PUBLIC = frozenset(
-    {"/v2", "/v2/health/live", "/v2/health/ready", "/metrics", "/docs", "/redoc", "/openapi.json"}
+    {"/v2", "/v2/health/live", "/v2/health/ready", "/metrics", "/openapi.json"} | docs.PUBLIC_PATHS
 )
 _AUTHORIZATION = b"authorization"
 

@@ -24,6 +24,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from core.access import KeyRing
 from core.errors import KilnError
+from services import docs
 from services.predict import access, friendly, infer, responses, v2
 from services.predict.batching import Batcher
 from services.predict.cache import ModelCache
@@ -63,6 +64,9 @@ def create_app(
         # global providers on every request even when none is configured (a one-row MLP
         # infer in-process: 48 µs with them, 43 µs without).
         telemetry={"tracing": False, "metrics": False, "logs": False},
+        # Served from the package, not a CDN (services/docs.py).
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.ready = False
     app.include_router(v2.router)
@@ -74,6 +78,7 @@ def create_app(
         models with their execution provider; cache hits and loads."""
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
+    docs.install(app)
     app.add_exception_handler(KilnError, _error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     # Starlette logs the traceback of anything else; clients get the protocol's shape.
