@@ -128,6 +128,7 @@ class Reads:
     ) -> None:
         # Without an asyncio engine (an in-memory SQLite database), a read runs in a
         # thread with a session of ``gate``, as the other routes' do.
+        self.engine = engine
         self._sessions = None if engine is None else async_sessionmaker(engine)
         self._gate = gate
         self._ttl_s = ttl_s
