@@ -12,8 +12,9 @@ registry functions, and starts the API with the command `kiln up` runs for it
 
   old-pool  DATABASE_POOL_SIZE=5 DATABASE_MAX_OVERFLOW=10 DATABASE_POOL_TIMEOUT_S=30
             API_THREADS=40 (SQLAlchemy's and anyio's defaults, the sizes the API had)
+  no-cache  API_READ_CACHE_S=0: the polled reads read afresh every time (decision 0023)
   after     the defaults of services/settings.py
-  (after-2-workers and after-8-threads with --only)
+  (old-pool, after-2-workers and after-8-threads with --only)
 
 The code before decision 0022, which had no session gate, cannot be started from here:
 docs/benchmarks.md has what it did under the same load (it stalled).
@@ -21,13 +22,14 @@ docs/benchmarks.md has what it did under the same load (it stalled).
 Each cell runs two wrk processes at once, half the connections each: one on GET /models
 (the page of 20), one on GET /jobs/{id} (cycling through 20 jobs), so each URL has its own
 percentiles. wrk's timeout is --timeout s; a request not answered by then counts in
-"timeouts". A thread polls GET /healthz every 0.25 s (1 s timeout) during each cell and
-reports ok/all and the slowest answer. After each cell the bench waits until GET /models
-answers within 1 s again and prints that wait ("back after"). Last, a "404 (floor)" cell
-at the peak count asks for a path no route has: what this server, on this machine, does
-with no key check, no cache and no database. Then 200 clients that poll: each waits 0.5
-to 1.5 times the poll interval after every answer, as clients on their own timers do. Nothing is pinned: wrk, the
-API and PostgreSQL share the machine's cores, so the header prints the CPU count and load.
+"timeouts". A thread polls GET /healthz every 0.25 s during each cell (3 s timeout, the
+probes' timeoutSeconds in deploy/k8s/base/api.yaml) and reports ok/all and the slowest
+answer. After each cell the bench waits until GET /models answers within 1 s again and
+prints that wait ("back after"). Last, a "404 (floor)" cell at the peak count asks for a
+path no route has: what this server does on this machine with no key check, no cache and
+no database. Then 200 clients that poll: each waits 0.5 to 1.5 times the poll interval
+after every answer, as clients on their own timers do. Nothing is pinned: wrk, the API and
+PostgreSQL share the machine's cores, so the header prints the CPU count and load.
 Numbers only: a measurement, not a test.
 """
 
@@ -66,6 +68,8 @@ from services.settings import ApiSettings, PredictSettings  # noqa: E402
 from tests.factories import make_job, make_version  # noqa: E402
 
 WRK = shutil.which("wrk") or "/usr/bin/wrk"
+# The API probes' timeoutSeconds (deploy/k8s/base/api.yaml).
+HEALTH_TIMEOUT_S = 3.0
 PG_ADMIN_URL = os.environ.get("KILN_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
 CONFIGS = {
     # The old sizes (SQLAlchemy's and anyio's defaults); the session gate is in both.
@@ -77,6 +81,8 @@ CONFIGS = {
         "API_WORKERS": "1",
     },
     "after": {},
+    # The same code with the polled reads read afresh every time (decision 0023).
+    "no-cache": {"API_READ_CACHE_S": "0"},
     # Not in the default run: one process's GIL against two on this machine's two cores.
     "after-2-workers": {"API_WORKERS": "2"},
     "after-8-threads": {"API_THREADS": "8"},
@@ -282,7 +288,7 @@ def _percentile(out: str, label: str) -> float:
 
 
 def poll_health(base: str, stop: threading.Event, health: Health) -> None:
-    with httpx.Client(timeout=1.0) as client:
+    with httpx.Client(timeout=HEALTH_TIMEOUT_S) as client:
         while not stop.is_set():
             start = time.perf_counter()
             try:
@@ -337,11 +343,12 @@ def main() -> None:
     parser.add_argument("--connections", default="10,25,50,100,150,200")
     parser.add_argument("--timeout", type=int, default=10, help="wrk's per-request timeout, s")
     parser.add_argument("--recover-limit", type=float, default=180.0, help="s; see 'back after'")
-    parser.add_argument("--only", default="old-pool,after", help="configurations, in this order")
+    parser.add_argument("--only", default="no-cache,after", help="configurations, in this order")
     parser.add_argument(
         "--poll-ms",
         default="2000,1000",
-        help="then, on the defaults: the peak count of clients that each poll this often",
+        help="then, without the read cache and with it: the peak count of clients that each "
+        "poll about this often",
     )
     args = parser.parse_args()
     if not Path(WRK).exists():
@@ -402,23 +409,25 @@ def main() -> None:
         polls = [int(p) for p in args.poll_ms.split(",") if p]
         if polls:
             peak = max(counts)
-            print(f"\n{peak} clients polling, on the defaults: each waits after every answer")
-            with api(url, work / "polling", CONFIGS["after"]) as base:
-                for poll_ms in polls:
-                    paced = (
-                        lua(["/models"], token, work, poll_ms),
-                        lua([f"/jobs/{j}" for j in job_ids], token, work, poll_ms),
-                    )
-                    models, job, health = run_cell(
-                        base, paced, peak, args.peak_seconds, args.timeout
-                    )
-                    label = f"{poll_ms}ms"
-                    print(row(label, peak, "/models", models))
-                    print(
-                        row(label, peak, "/jobs/{id}", job)
-                        + f"  {health.ok}/{len(health.codes)} ok, slowest {health.slowest_ms:.0f} ms",
-                        flush=True,
-                    )
+            print(f"\n{peak} clients polling: each waits about the interval after every answer")
+            for config in ("no-cache", "after"):
+                with api(url, work / f"polling-{config}", CONFIGS[config]) as base:
+                    for poll_ms in polls:
+                        paced = (
+                            lua(["/models"], token, work, poll_ms),
+                            lua([f"/jobs/{j}" for j in job_ids], token, work, poll_ms),
+                        )
+                        models, job, health = run_cell(
+                            base, paced, peak, args.peak_seconds, args.timeout
+                        )
+                        label = f"{config[:2]}{poll_ms}ms"
+                        print(row(label, peak, "/models", models))
+                        print(
+                            row(label, peak, "/jobs/{id}", job)
+                            + f"  {health.ok}/{len(health.codes)} ok, "
+                            f"slowest {health.slowest_ms:.0f} ms",
+                            flush=True,
+                        )
 
 
 if __name__ == "__main__":
