@@ -336,6 +336,15 @@ def row(config: str, c: int, url: str, cell: Cell) -> str:
     )
 
 
+def report(config: str, c: int, models: Cell, job: Cell, health: Health, more: str = "") -> None:
+    print(row(config, c, "/models", models))
+    print(
+        row(config, c, "/jobs/{id}", job)
+        + f"  {health.ok}/{len(health.codes)} ok, slowest {health.slowest_ms:.0f} ms{more}",
+        flush=True,
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=5, help="per cell below the peak")
@@ -382,13 +391,7 @@ def main() -> None:
                     seconds = args.peak_seconds if c == max(counts) else args.seconds
                     models, job, health = run_cell(base, scripts, c, seconds, args.timeout)
                     back = back_after(base, token, args.recover_limit)
-                    print(row(config, c, "/models", models))
-                    print(
-                        row(config, c, "/jobs/{id}", job)
-                        + f"  {health.ok}/{len(health.codes)} ok, slowest "
-                        f"{health.slowest_ms:.0f} ms; back after {back:.1f} s",
-                        flush=True,
-                    )
+                    report(config, c, models, job, health, f"; back after {back:.1f} s")
                 # The floor: the same server's 404 for a path no route has (no key, no
                 # database, no cache), under the peak count.
                 floor = parse(
@@ -420,14 +423,7 @@ def main() -> None:
                         models, job, health = run_cell(
                             base, paced, peak, args.peak_seconds, args.timeout
                         )
-                        label = f"{config[:2]}{poll_ms}ms"
-                        print(row(label, peak, "/models", models))
-                        print(
-                            row(label, peak, "/jobs/{id}", job)
-                            + f"  {health.ok}/{len(health.codes)} ok, "
-                            f"slowest {health.slowest_ms:.0f} ms",
-                            flush=True,
-                        )
+                        report(f"{config[:2]}{poll_ms}ms", peak, models, job, health)
 
 
 if __name__ == "__main__":

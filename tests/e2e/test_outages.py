@@ -330,11 +330,13 @@ def test_a_job_submitted_while_the_broker_is_down_is_accepted_and_sent_once_it_i
         assert job["state"] == "queued"
     finally:
         kiln.broker.start()
-    # The sweeper (every second here) sends what the broker refused; no worker runs, so
-    # the message waits in the training queue.
+    # The sweeper (every second here) sends what the broker refused, once the accepting
+    # request has had its 30 s to send it (registry.jobs.sweep_stale_jobs): within a
+    # minute of the broker's return, as promised. No worker runs, so the message waits in
+    # the training queue.
     client = redis.Redis.from_url(kiln.broker.url)
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60
     while not any(job_id.encode() in m for m in client.lrange("training", 0, -1)):
-        assert time.monotonic() < deadline, f"job {job_id} was not sent in 30 s"
+        assert time.monotonic() < deadline, f"job {job_id} was not sent in 60 s"
         time.sleep(0.2)
     assert "the broker is not answering" in kiln.log_text("api")
