@@ -156,9 +156,9 @@ class Reads:
 
         event.listen(sm, "after_flush", wrote)
         event.listen(sm, "do_orm_execute", executed)
+        # A write rolled back and a later commit still empty it: harmless, and a savepoint
+        # rolled back inside a write never hides the write.
         event.listen(sm, "after_commit", committed)
-        # A rolled back write changed nothing.
-        event.listen(sm, "after_rollback", lambda session: session.info.pop("kiln_wrote", None))
 
     def clear(self) -> None:
         for kept in self._kept.values():
