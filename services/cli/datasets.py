@@ -11,7 +11,7 @@ from rich.table import Table
 from core.vocabulary import DataKind
 from services.cli import files, http
 from services.cli.http import DEFAULT_API, ApiUrl
-from services.cli.output import Json, console, emit_json, print_json, when
+from services.cli.output import Json, Quiet, console, emit_json, print_json, when
 
 app = typer.Typer(help="Datasets.", no_args_is_help=True)
 
@@ -23,6 +23,7 @@ def upload(
         str | None, typer.Option(help="The column to predict (CSV tables only).")
     ] = None,
     json: Json = False,
+    quiet: Quiet = False,
     api_url: ApiUrl = DEFAULT_API,
 ) -> None:
     """Upload a CSV table, or an NPZ of images (np.savez(f, x=images, y=labels))."""
@@ -33,8 +34,10 @@ def upload(
         body = http.check(c.post("/datasets", files={"file": (path.name, f, ctype)}, data=form))
     if json:
         emit_json(body)
-        return
-    print_json(body)
+    elif quiet:
+        typer.echo(body["id"])
+    else:
+        print_json(body)
 
 
 @app.command("list")

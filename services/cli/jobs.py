@@ -11,7 +11,7 @@ from rich.table import Table
 from core.vocabulary import JobState
 from services.cli import files, follow, http
 from services.cli.http import DEFAULT_API, ApiUrl
-from services.cli.output import Json, console, emit_json, when
+from services.cli.output import Json, Quiet, console, emit_json, when
 
 app = typer.Typer(help="Training jobs.", no_args_is_help=True)
 Wait = Annotated[
@@ -29,17 +29,27 @@ def submit(
     spec: Annotated[Path, typer.Option(help="JSON file with the model spec.")],
     wait: Wait = False,
     json: Json = False,
+    quiet: Quiet = False,
     api_url: ApiUrl = DEFAULT_API,
 ) -> None:
     """Submit a training job. With --json: the 202's body, or with --wait the final job."""
     body = {"model_name": model, "dataset": dataset, "spec": files.read_json(spec, "--spec")}
     with http.client(api_url) as c:
         accepted = http.check(c.post("/jobs", json=body))
-    queued(accepted, wait=wait, json=json, api_url=api_url)
+    queued(accepted, wait=wait, json=json, quiet=quiet, api_url=api_url)
 
 
-def queued(accepted: dict[str, Any], *, wait: bool, api_url: str, json: bool = False) -> None:
-    """Say where a new job is; with ``wait``, follow it until it ends."""
+def queued(
+    accepted: dict[str, Any], *, wait: bool, api_url: str, json: bool = False, quiet: bool = False
+) -> None:
+    """Say where a new job is; with ``wait``, follow it until it ends. With ``quiet``, the
+    job's id is all that stdout gets (after the job ended, with ``wait``)."""
+    if quiet and not json:
+        if wait:
+            with http.client(api_url) as c:
+                follow.refuse_unsuccessful(follow.follow(c, str(accepted["id"])))
+        typer.echo(accepted["id"])
+        return
     if not wait:
         if json:
             emit_json(accepted)

@@ -15,7 +15,7 @@ from rich.table import Table
 from services.cli import aliases, files, http, jobs
 from services.cli.errors import CliError
 from services.cli.http import DEFAULT_API, ApiUrl
-from services.cli.output import Json, console, emit_json, err, print_json
+from services.cli.output import Json, Quiet, console, emit_json, err, print_json
 
 app = typer.Typer(help="The model registry.", no_args_is_help=True)
 app.add_typer(aliases.app, name="alias")
@@ -238,13 +238,14 @@ def retrain(
     model: Annotated[str | None, typer.Option(help="Register into this model instead.")] = None,
     wait: jobs.Wait = False,
     json: Json = False,
+    quiet: Quiet = False,
     api_url: ApiUrl = DEFAULT_API,
 ) -> None:
     """Train again from VERSION's exact spec, optionally on another dataset."""
     body = {k: v for k, v in (("dataset", dataset), ("model_name", model)) if v is not None}
     with http.client(api_url) as c:
         accepted = http.check(c.post(f"/models/{name}/versions/{version}/retrain", json=body))
-    jobs.queued(accepted, wait=wait, json=json, api_url=api_url)
+    jobs.queued(accepted, wait=wait, json=json, quiet=quiet, api_url=api_url)
 
 
 @app.command("archive")

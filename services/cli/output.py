@@ -19,6 +19,12 @@ Json = Annotated[
         "--json", help="Print the API's JSON answer as received, and nothing else on stdout."
     ),
 ]
+Quiet = Annotated[
+    bool,
+    typer.Option(
+        "--quiet", "-q", help="Print only the new id on stdout, for `id=$(kiln ...)` in scripts."
+    ),
+]
 
 
 def emit_json(data: Any) -> None:

@@ -316,3 +316,6 @@ def test_submit_reads_the_spec_file_and_prints_the_202(
     assert plain.exit_code == 0, plain.output
     assert plain.stdout.startswith("job ")
     assert " queued: http" in plain.stdout
+    quiet = kiln(*args, "--spec", str(spec), "-q")
+    assert quiet.exit_code == 0, quiet.output
+    assert client.get(f"/jobs/{quiet.stdout.strip()}").json()["model_name"] == model

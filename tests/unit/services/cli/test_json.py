@@ -67,6 +67,9 @@ def test_dataset_show(kiln: Kiln, client: TestClient, tmp_path: Path) -> None:
     table = kiln("datasets", "show", uploaded["id"])
     assert table.exit_code == 0, table.output
     assert f"{uploaded['id']}: toy.csv (table, 20×2, target 'y')" in table.stdout
+    quiet = kiln("datasets", "upload", str(csv), "--target", "y", "--quiet")
+    assert quiet.exit_code == 0, quiet.output
+    assert client.get(f"/datasets/{quiet.stdout.strip()}").json()["name"] == "toy.csv"
 
 
 @pytest.mark.parametrize("command", [["set", "production", "1"], ["delete", "production"]])
