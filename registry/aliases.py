@@ -34,7 +34,7 @@ _INSERT_RETRIES = 3
 
 
 def check_alias_name(name: str) -> None:
-    if not ALIAS_PATTERN.match(name):
+    if not ALIAS_PATTERN.fullmatch(name):
         raise AliasInvalid(
             f"alias {name!r} is not valid: use 1 to 63 lowercase letters, digits, '-' or '_', "
             "starting with a letter (for example 'production' or 'staging')"

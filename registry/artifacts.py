@@ -29,7 +29,7 @@ def sha256_hex(data: bytes) -> str:
 
 
 def _check_digest(sha256: str) -> None:
-    if not _SHA256.match(sha256):
+    if not _SHA256.fullmatch(sha256):
         raise ArtifactMissing(f"{sha256!r} is not a sha256 hex digest")
 
 

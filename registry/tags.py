@@ -17,7 +17,7 @@ MAX_TAG_VALUE = 5000
 
 
 def check_tag(key: str, value: str | None = None) -> None:
-    if not TAG_KEY_PATTERN.match(key):
+    if not TAG_KEY_PATTERN.fullmatch(key):
         raise TagInvalid(
             f"tag key {key!r} is not valid: use 1 to 250 letters, digits, '_', '.' or '-'"
         )

@@ -90,7 +90,7 @@ def test_delete_is_recorded_and_previous_restores_it(session: Session) -> None:
 
 
 @pytest.mark.parametrize(
-    "bad", ["Production", "1st", "", "a b", "latest", "history", "v3", "x" * 64]
+    "bad", ["Production", "1st", "", "a b", "latest", "history", "v3", "x" * 64, "prod\n"]
 )
 def test_alias_names_are_checked(session: Session, bad: str) -> None:
     (v1, _, _) = three_versions(session)

@@ -116,8 +116,9 @@ def test_a_missing_artifact_is_refused(store: ArtifactStore) -> None:
     with pytest.raises(ArtifactMissing) as exc:
         store.get(digest)
     assert exc.value.code == "artifact_missing"
-    with pytest.raises(ArtifactMissing, match="not a sha256"):
-        store.get("../../etc/passwd")
+    for bad in ("../../etc/passwd", digest + "\n"):
+        with pytest.raises(ArtifactMissing, match="not a sha256"):
+            store.get(bad)
 
 
 def test_delete_removes_it(store: ArtifactStore) -> None:

@@ -7,8 +7,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from registry import versions
-from registry.errors import ModelNotFound, VersionNotFound
+from registry.errors import ModelNotFound, TagInvalid, VersionNotFound
 from registry.models import ModelVersion
+from registry.tags import check_tag
 from tests.factories import make_job, make_version
 
 
@@ -48,3 +49,10 @@ def test_missing_model_and_version_errors(session: Session) -> None:
     with pytest.raises(VersionNotFound, match=r"has no version 7; it has versions \[1\]") as exc:
         versions.get_version(session, model_name="d", version=7)
     assert exc.value.code == "version_not_found"
+
+
+@pytest.mark.parametrize("bad", ["", "a b", "stage\n", "x" * 251])
+def test_tag_keys_are_checked(bad: str) -> None:
+    with pytest.raises(TagInvalid) as exc:
+        check_tag(bad, "v")
+    assert exc.value.code == "tag_invalid"
