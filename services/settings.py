@@ -26,6 +26,8 @@ class ApiSettings(RegistrySettings, BrokerSettings):
     # Files a deleted version leaves unreferenced are removed by the sweeper this long
     # after the delete: longer than any one registration's upload (registry.orphans).
     artifact_orphan_grace_s: float = Field(default=600.0, ge=0)
+    # How long a submission's Idempotency-Key answers the same again (services/api/idempotency.py).
+    idempotency_key_ttl_s: float = Field(default=86400.0, gt=0)
     max_upload_bytes: int = 200 * 1024 * 1024
     # Database connections per API process (docs/decisions/0022): requests wait for one of
     # DATABASE_POOL_SIZE session slots in the event loop, before they take a thread or a

@@ -96,6 +96,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
             max_attempts=settings.job_max_attempts,
             requeue_after_s=settings.job_requeue_after_s,
             orphan_grace_s=settings.artifact_orphan_grace_s,
+            idempotency_ttl_s=settings.idempotency_key_ttl_s,
         )
         sweeper.start()
         # Read by the first request that needs them, then only in the background.

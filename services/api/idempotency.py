@@ -5,6 +5,11 @@ The key is claimed before the work runs, in a transaction of its own, so two cop
 one request sent at once cannot both submit: the second finds the claim and is told to
 retry (409 with Retry-After) until the first has its answer. A submission that fails
 gives the claim back, so the client can send it again.
+
+Records are kept for IDEMPOTENCY_KEY_TTL_S (a day, as Stripe keeps its keys), then the
+sweeper removes them (`expire`). A claim whose request never answered (its API process
+died mid-request) is removed after STALE_CLAIM_S, so the client's retry under the same
+key is not told "still being processed" for ever.
 """
 
 from __future__ import annotations
@@ -12,13 +17,14 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import Header
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
-from sqlalchemy import delete, update
+from sqlalchemy import and_, delete, or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -37,6 +43,8 @@ IdempotencyKey = Annotated[
     ),
 ]
 _IN_PROGRESS = 0
+# Far longer than any submission takes (an upload of the largest file allowed included).
+STALE_CLAIM_S = 900.0
 
 
 def fingerprint(*parts: Any) -> str:
@@ -87,6 +95,24 @@ def once(
         )
         session.commit()
     return answer
+
+
+def expire(session: Session, *, now: datetime, ttl_s: float) -> int:
+    """Remove answers older than ``ttl_s`` and claims stale for STALE_CLAIM_S; how many."""
+    answered_before = now - timedelta(seconds=ttl_s)
+    claimed_before = now - timedelta(seconds=min(ttl_s, STALE_CLAIM_S))
+    gone = session.execute(
+        delete(IdempotencyRecord).where(
+            or_(
+                IdempotencyRecord.created_at < answered_before,
+                and_(
+                    IdempotencyRecord.status == _IN_PROGRESS,
+                    IdempotencyRecord.created_at < claimed_before,
+                ),
+            )
+        )
+    )
+    return int(gone.rowcount or 0)  # type: ignore[attr-defined]
 
 
 def _claim(

@@ -1,5 +1,5 @@
 """Background recovery in every API process: jobs whose worker died or whose message was
-lost, and artifact files that deleted versions left behind.
+lost, artifact files that deleted versions left behind, and expired idempotency keys.
 
 The conditional updates in registry.jobs and the locking in registry.orphans make
 several sweepers side by side safe.
@@ -16,6 +16,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from registry import jobs, orphans
 from registry.artifacts import ArtifactStore
+from registry.db import utcnow
+from services.api import idempotency
 from services.api.dispatch import Dispatcher
 
 log = logging.getLogger("kiln.sweeper")
@@ -71,6 +73,15 @@ def sweep_orphans(sm: sessionmaker[Session], store: ArtifactStore, *, grace_s: f
     return removed
 
 
+def sweep_idempotency_keys(sm: sessionmaker[Session], *, ttl_s: float) -> int:
+    with sm() as session:
+        gone = idempotency.expire(session, now=utcnow(), ttl_s=ttl_s)
+        session.commit()
+    if gone:
+        log.info("removed %d expired idempotency key(s)", gone)
+    return gone
+
+
 class Sweeper(threading.Thread):
     def __init__(
         self,
@@ -83,6 +94,7 @@ class Sweeper(threading.Thread):
         max_attempts: int,
         requeue_after_s: float,
         orphan_grace_s: float,
+        idempotency_ttl_s: float = 86400.0,
     ) -> None:
         super().__init__(name="kiln-sweeper", daemon=True)
         self._interval = interval_s
@@ -96,6 +108,7 @@ class Sweeper(threading.Thread):
                 requeue_after_s=requeue_after_s,
             ),
             lambda: sweep_orphans(sm, store, grace_s=orphan_grace_s),
+            lambda: sweep_idempotency_keys(sm, ttl_s=idempotency_ttl_s),
         )
 
     def run(self) -> None:

@@ -4,12 +4,15 @@ a submission that failed can be sent again under its key."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from registry.models import TrainingJob
+from registry.db import utcnow
+from registry.models import IdempotencyRecord, TrainingJob
+from services.api import idempotency
 from services.settings import ApiSettings
 from tests.factories import mlp
 
@@ -84,3 +87,38 @@ def test_an_upload_sent_again_stores_one_dataset(own_api: tuple[TestClient, ApiS
     assert (first.status_code, again.status_code) == (201, 201)
     assert again.json() == first.json()
     assert send(csv + b"99,1\n").status_code == 409
+
+
+def test_keys_expire_and_a_claim_never_answered_goes_stale(
+    own_api: tuple[TestClient, ApiSettings],
+) -> None:
+    client, _ = own_api
+    key = {"Idempotency-Key": "expires-0001"}
+    first = client.post("/jobs", json={**JOB, "model_name": "idem-ttl"}, headers=key)
+    assert first.status_code == 202, first.text
+    sm = client.app.state.sessionmaker  # type: ignore[attr-defined]
+    with sm() as s:
+        # What an API process that died mid-request leaves: a claim with no answer.
+        s.add(
+            IdempotencyRecord(
+                owner="anonymous",
+                key="orphaned",
+                operation="jobs",
+                request_sha256="0" * 64,
+                status=0,
+                response={},
+            )
+        )
+        s.commit()
+        now = utcnow()
+        assert idempotency.expire(s, now=now, ttl_s=86400) == 0  # both fresh
+        later = now + timedelta(seconds=idempotency.STALE_CLAIM_S + 1)
+        assert idempotency.expire(s, now=later, ttl_s=86400) == 1  # the claim only
+        assert s.get(IdempotencyRecord, ("anonymous", "orphaned", "jobs")) is None
+        assert idempotency.expire(s, now=now + timedelta(days=1, seconds=1), ttl_s=86400) == 1
+        s.commit()
+    # Past its time the key is free: the same request submits a new job.
+    again = client.post("/jobs", json={**JOB, "model_name": "idem-ttl"}, headers=key)
+    assert again.status_code == 202
+    assert again.json()["id"] != first.json()["id"]
+    assert jobs_of(client, "idem-ttl") == 2
