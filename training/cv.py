@@ -6,7 +6,7 @@ import math
 from typing import Any
 
 import numpy as np
-from sklearn.model_selection import KFold, StratifiedKFold
+from sklearn.model_selection import KFold, StratifiedKFold, TimeSeriesSplit
 
 from core.vocabulary import Task
 from training.fit import FitPlan, fit, run_fold
@@ -24,9 +24,14 @@ MIN_STEPS_FOR_PROCESSES = 15_000
 
 
 def fold_splits(y: np.ndarray, *, spec: ModelSpec) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(train rows, validation rows) of each fold: stratified for classification."""
-    splitter: StratifiedKFold | KFold
-    if spec.task == Task.REGRESSION:
+    """(train rows, validation rows) of each fold: stratified for classification; for
+    windows of a series, in time order (each fold trains on the windows before the ones
+    it is scored on, `Window.gap` windows apart, so that no window it trains on shares a
+    row with one it is scored on)."""
+    splitter: StratifiedKFold | KFold | TimeSeriesSplit
+    if spec.window is not None:
+        splitter = TimeSeriesSplit(n_splits=spec.k_folds, gap=spec.window.gap)
+    elif spec.task == Task.REGRESSION:
         splitter = KFold(n_splits=spec.k_folds, shuffle=True, random_state=spec.seed)
     else:
         splitter = StratifiedKFold(n_splits=spec.k_folds, shuffle=True, random_state=spec.seed)

@@ -27,6 +27,27 @@ from training.spec import ModelSpec
 STEPS_PER_EXECUTION = 32
 
 
+def hold_out(
+    X: np.ndarray, y: np.ndarray, *, share: float, spec: ModelSpec
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(X kept, X held out, y kept, y held out): ``share`` of the rows held out of a fit
+    (validation_split) or of the whole run (test_split). At random, stratified for
+    classification; windows of a series are held out last in time, `Window.gap` windows
+    after the kept ones, since neighbouring windows share rows."""
+    if spec.window is not None:
+        n_out = math.ceil(len(y) * share)
+        end = len(y) - n_out - spec.window.gap
+        return X[:end], X[len(y) - n_out :], y[:end], y[len(y) - n_out :]
+    kept, out, y_kept, y_out = train_test_split(
+        X,
+        y,
+        test_size=share,
+        random_state=spec.seed,
+        stratify=None if spec.task == Task.REGRESSION else y,
+    )
+    return kept, out, y_kept, y_out
+
+
 @dataclass(frozen=True)
 class FitPlan:
     """How every fit of one run trains: the spec, the caller's hooks, and the spec's
@@ -79,13 +100,7 @@ def fit(
     if spec.validation_split > 0:
         # Held out of this fit's own rows: early stopping and the plateau never look at
         # the rows the fold is scored on. The curves' val_* are then these rows' values.
-        X, X_val, y, y_val = train_test_split(
-            X,
-            y,
-            test_size=spec.validation_split,
-            random_state=spec.seed,
-            stratify=y if classify else None,
-        )
+        X, X_val, y, y_val = hold_out(X, y, share=spec.validation_split, spec=spec)
         validation = (X_val, y_val)
     mean, std = standardiser_stats(X)
     if spec.oversample:

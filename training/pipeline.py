@@ -10,14 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sklearn.model_selection import train_test_split
-
-from core.vocabulary import Task
 from training.cv import fit_full, run_kfold
 from training.data import Table
 from training.errors import DataError, ParityError
 from training.export import INPUT_NAME, OUTPUT_NAME, check_parity, to_onnx
-from training.fit import FitPlan, score
+from training.fit import FitPlan, hold_out, score
 from training.hooks import FoldResult, Hooks
 from training.metrics import MetricValue, summarize
 from training.provenance import device_name, library_versions
@@ -54,13 +51,7 @@ def run_training(
     X_test = y_test = None
     if spec.test_split > 0:
         # Carved out before k-fold: neither the folds nor the refit ever see these rows.
-        X, X_test, y, y_test = train_test_split(
-            X,
-            y,
-            test_size=spec.test_split,
-            random_state=spec.seed,
-            stratify=None if spec.task == Task.REGRESSION else y,
-        )
+        X, X_test, y, y_test = hold_out(X, y, share=spec.test_split, spec=spec)
     folds = run_kfold(plan, X, y, processes=fold_processes)
     model = fit_full(plan, X, y)
     test_metrics = None

@@ -108,13 +108,42 @@ def _check_window(spec: ModelSpec, data: DataInfo) -> None:
             "step, so every column must be numeric; this dataset's target is not"
         )
     n_windows = data.n_rows - window.steps - window.horizon + 1
-    if n_windows < 2 * spec.k_folds:
+    if not _windows_fold(n_windows, spec):
+        # The fold size is rounded down, so a count can fail between two that pass: from
+        # the first of k+1 counts in a row that pass, every larger count passes.
+        k = spec.k_folds
+        needed = next(
+            n
+            for n in range(n_windows + 1, 10**7)
+            if all(_windows_fold(n + i, spec) for i in range(k + 1))
+        )
         raise SpecDataMismatch(
             f"a window of {window.steps} steps with horizon {window.horizon} "
             f"leaves {max(n_windows, 0)} windows in a series of {data.n_rows} rows; "
-            f"k_folds={spec.k_folds} needs at least {2 * spec.k_folds}: use a shorter "
-            "window or horizon, or a longer series"
+            f"k_folds={spec.k_folds} in time order, each fold's training windows "
+            f"{window.gap} windows apart from the ones it is scored on"
+            + (f", after test_split={spec.test_split:g}" if spec.test_split else "")
+            + (f" and validation_split={spec.validation_split:g}" if spec.validation_split else "")
+            + f", needs at least {needed} windows: use a shorter window or horizon, fewer "
+            "folds, or a longer series"
         )
+
+
+def _windows_fold(n: int, spec: ModelSpec) -> bool:
+    """Whether ``n`` windows leave every fit of ``spec`` at least one window to train on
+    and to be scored on, split in time order as training.cv and training.fit split them:
+    the held-out share last, `Window.gap` windows after the rest; forward-chaining folds
+    (scikit-learn's TimeSeriesSplit with that gap)."""
+    assert spec.window is not None
+    gap = spec.window.gap
+
+    def kept(n: int, share: float) -> int:
+        return n if share == 0 else n - math.ceil(n * share) - gap
+
+    n = kept(n, spec.test_split)
+    fold_size = n // (spec.k_folds + 1)
+    first_training = n - gap - spec.k_folds * fold_size
+    return fold_size >= 1 and kept(first_training, spec.validation_split) >= 1
 
 
 def _check_classes(spec: ModelSpec, class_counts: dict[str, int] | None) -> None:

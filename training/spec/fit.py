@@ -15,6 +15,13 @@ class Window(Strict):
     steps: int = Field(ge=1, le=10_000)
     horizon: int = Field(default=1, ge=1, le=10_000)
 
+    @property
+    def gap(self) -> int:
+        """Windows left out between the last one a fit trains on and the first one it is
+        scored on, so that they share no row, inputs or label: window i reads rows
+        i … i+steps-1 and its label is row i+steps-1+horizon."""
+        return self.steps + self.horizon - 1
+
 
 class EarlyStopping(Strict):
     """Keras's EarlyStopping: stop a fit when ``monitor`` stops improving."""

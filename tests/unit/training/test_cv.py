@@ -120,3 +120,34 @@ def test_small_fits_and_one_process_stay_in_this_process() -> None:
     assert fold_process_count(768, spec=spec, processes=2) == 2
     assert fold_process_count(768, spec=spec, processes=1) == 1
     assert fold_process_count(768, spec=_binary_spec(epochs=5, k_folds=5), processes=8) == 1
+
+
+def _rows(windows: np.ndarray, steps: int, horizon: int) -> set[int]:
+    """The series rows some window reads or is labelled with."""
+    return {int(r) for i in windows for r in (*range(i, i + steps), i + steps - 1 + horizon)}
+
+
+@pytest.mark.parametrize(("steps", "horizon", "k"), [(5, 1, 3), (12, 4, 5), (1, 1, 2)])
+def test_windows_are_folded_in_time_order_sharing_no_row(steps: int, horizon: int, k: int) -> None:
+    from tests.factories import lstm
+    from training.cv import fold_splits
+
+    spec = model_spec(lstm(steps=steps, horizon=horizon), k_folds=k)
+    n_windows = 200
+    splits = fold_splits(np.zeros(n_windows), spec=spec)
+    assert len(splits) == k
+    for train, val in splits:
+        assert train.max() < val.min()  # forward chaining: the past predicts the future
+        assert not _rows(train, steps, horizon) & _rows(val, steps, horizon)
+
+
+def test_held_out_windows_come_last_sharing_no_row() -> None:
+    from tests.factories import lstm
+    from training.fit import hold_out
+
+    spec = model_spec(lstm(steps=8, horizon=2))
+    idx = np.arange(100)
+    kept, out, y_kept, y_out = hold_out(idx[:, None], idx, share=0.2, spec=spec)
+    assert len(out) == 20 and list(y_out) == list(range(80, 100))
+    assert not _rows(y_kept, 8, 2) & _rows(y_out, 8, 2)
+    assert len(kept) == 100 - 20 - spec.window.gap  # type: ignore[union-attr]

@@ -119,3 +119,12 @@ def test_the_door_and_the_worker_refuse_a_misfit_with_the_same_words(
     with pytest.raises(SpecDataMismatch) as in_worker:
         check_against_data(spec, loaded)
     assert str(at_door.value) == str(in_worker.value)
+
+
+def test_a_series_too_short_to_fold_in_time_order_is_refused_with_the_count() -> None:
+    spec = _spec([{"type": "GRU", "units": 2}], window={"steps": 10, "horizon": 1}, k_folds=3)
+    # 36 windows: 3 folds of 9, and 9 before them, of which 10 must be left out.
+    short = DataInfo(DataKind.TABLE, n_rows=46, item_shape=(4,), n_columns=5)
+    with pytest.raises(SpecDataMismatch, match=r"leaves 36 windows .* needs at least \d+ windows"):
+        check_against_data(spec, short)
+    check_against_data(spec, DataInfo(DataKind.TABLE, n_rows=80, item_shape=(4,), n_columns=5))
