@@ -42,3 +42,8 @@ class DataKind(StrEnum):
     TABLE = "table"
     IMAGE = "image"
     SEQUENCE = "sequence"
+
+
+# A binary model outputs P(the second label); at or above this it is that label, in the
+# metrics a version stores and in the labels the predictor serves.
+BINARY_THRESHOLD = 0.5

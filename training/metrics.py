@@ -20,6 +20,8 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
+from core.vocabulary import BINARY_THRESHOLD
+
 MetricValue = float | None | list[list[int]]
 
 
@@ -28,7 +30,8 @@ def classification_metrics(
 ) -> dict[str, MetricValue]:
     """Score class probabilities against class indices 0..n_classes-1.
 
-    Binary: ``proba`` is P(class 1), shape [n] or [n, 1], thresholded at 0.5; precision,
+    Binary: ``proba`` is P(class 1), shape [n] or [n, 1], class 1 at or above
+    BINARY_THRESHOLD, as the predictor labels it; precision,
     recall (sensitivity), f1, specificity and negative predictive value are those of
     class 1 as the positive class. Multiclass: ``proba`` is [n, C]; precision, recall,
     f1, specificity and npv are macro averages (one class against the rest, then the
@@ -41,7 +44,7 @@ def classification_metrics(
     labels = list(range(n_classes))
     if n_classes == 2:
         p1 = proba.reshape(-1)
-        y_pred = (p1 >= 0.5).astype(np.int64)
+        y_pred = (p1 >= BINARY_THRESHOLD).astype(np.int64)
         average = "binary"
         score: np.ndarray = p1
         probabilities = p1

@@ -10,7 +10,7 @@ import orjson
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel
 
-from core.vocabulary import DataKind, Task
+from core.vocabulary import BINARY_THRESHOLD, DataKind, Task
 from services.predict.access import documented
 from services.predict.errors import InferRequestInvalid, RowsInvalid
 from services.predict.model import OnnxModel
@@ -141,10 +141,9 @@ def _predictions(model: OnnxModel, y: np.ndarray) -> list[dict[str, Any]]:
         labels = model.class_labels or [0, 1]
         predictions = []
         for p in y[:, 0].tolist():
-            # A tie goes to the first label, as argmax would choose.
             predictions.append(
                 {
-                    "label": labels[1] if p > 0.5 else labels[0],
+                    "label": labels[1] if p >= BINARY_THRESHOLD else labels[0],
                     "probabilities": {str(labels[0]): 1.0 - p, str(labels[1]): p},
                 }
             )

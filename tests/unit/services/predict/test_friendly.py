@@ -90,3 +90,18 @@ def test_friendly_route_refuses_an_image_model(img_client: TestClient) -> None:
     assert response.status_code == 400
     assert "takes image inputs of shape [-1, 4, 4, 1]" in response.json()["error"]
     assert "/v2/models/img/infer" in response.json()["error"]
+
+
+def test_a_binary_label_is_served_at_the_threshold_the_metrics_count() -> None:
+    from types import SimpleNamespace
+
+    from core.vocabulary import Task
+    from services.predict.friendly import _predictions
+    from training.metrics import classification_metrics
+
+    model = SimpleNamespace(task=Task.BINARY, class_labels=["benign", "malignant"])
+    p = np.array([[0.5], [0.4999]], np.float32)
+    served = [row["label"] for row in _predictions(model, p)]  # type: ignore[arg-type]
+    assert served == ["malignant", "benign"]
+    # The stored metrics count the same rows as the same labels: both right.
+    assert classification_metrics(np.array([1, 0]), p, n_classes=2)["accuracy"] == 1.0
