@@ -51,6 +51,15 @@ def retry_after(exc: KilnError) -> str | None:
     return str(max(1, math.ceil(exc.retry_after_s)))
 
 
+class FieldProblem(BaseModel):
+    """One field of the request that breaks a rule: where (`["body", "spec", "epochs"]`),
+    what, and pydantic's name for the rule."""
+
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
 class Problem(BaseModel):
     """RFC 9457 problem details. `code` names the error; `errors` lists field problems
     for request validation."""
@@ -60,7 +69,7 @@ class Problem(BaseModel):
     status: int
     detail: str
     code: str
-    errors: list[dict[str, Any]] | None = None
+    errors: list[FieldProblem] | None = None
 
 
 def problem_response(
@@ -166,18 +175,63 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(Exception, _unexpected_error)
 
 
-def _documented(description: str) -> dict[str, Any]:
-    return {"model": Problem, "description": description, "content": {PROBLEM_JSON: {}}}
+# What each status means on the API, as its OpenAPI document says (`responses`).
+_MEANING: dict[int, str] = {
+    400: "The body cannot be read: not JSON, or a malformed form",
+    401: "No API key, or one that is not known",
+    403: "The key lacks the scope or the model; or a browser on another site sent it",
+    404: "Not found",
+    409: "Conflict",
+    413: "Too large",
+    415: "Unsupported media type",
+    422: "Invalid request",
+    429: "A quota or rate limit; Retry-After says when to try again",
+    500: "Stored data is damaged",
+    503: "The registry database or the artifact store does not answer; Retry-After says "
+    "when to try again",
+}
+_RETRY_AFTER = {
+    "Retry-After": {
+        "description": "Seconds to wait before sending the same request again.",
+        "schema": {"type": "integer", "minimum": 1},
+    }
+}
 
 
-ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    400: _documented("The body cannot be read: not JSON, or a malformed form"),
-    404: _documented("Not found"),
-    409: _documented("Conflict"),
-    422: _documented("Invalid request"),
-}
-UPLOAD_RESPONSES: dict[int | str, dict[str, Any]] = {
-    **ERROR_RESPONSES,
-    413: _documented("Too large"),
-    415: _documented("Unsupported media type"),
-}
+def responses(*statuses: int, **meanings: str) -> dict[int | str, dict[str, Any]]:
+    """The problem+json answers a route can give besides the ones every operation of its
+    kind shares (`document`): `responses=problems.responses(404, 409)`. ``meanings``
+    (`_409="the job has ended"`) replaces a status's description."""
+    out: dict[int | str, dict[str, Any]] = {}
+    for status in statuses:
+        answer: dict[str, Any] = {
+            "description": meanings.get(f"_{status}", _MEANING[status]),
+            "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+        }
+        if status in (429, 503):
+            answer["headers"] = _RETRY_AFTER
+        out[status] = answer
+    return out
+
+
+def document(openapi: dict[str, Any]) -> None:
+    """Finish the API's OpenAPI document (services/openapi.py): the Problem schema, and on
+    every operation the answers it has because of its shape: 401, 403 and 503 (the key
+    ring and the registry) where keys are checked; 422 where it takes parameters or a
+    body (in place of FastAPI's own HTTPValidationError, which Kiln never sends); 400 and
+    413 where it takes a body (not JSON, a malformed form, or over MAX_UPLOAD_BYTES)."""
+    from services.openapi import add_models, operations
+
+    add_models(openapi, [Problem])
+    for _method, _path, op in operations(openapi):
+        shared: list[int] = []
+        if op.get("security"):
+            shared += [401, 403, 503]
+        if op.get("parameters") or op.get("requestBody"):
+            shared.append(422)
+        if op.get("requestBody"):
+            shared += [400, 413]
+        answers = op.setdefault("responses", {})
+        for status, answer in responses(*shared).items():
+            answers.setdefault(str(status), answer)
+        op["responses"] = dict(sorted(answers.items()))

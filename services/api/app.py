@@ -20,7 +20,7 @@ from registry import keys as registry_keys
 from registry.artifacts import make_artifact_store
 from registry.db import in_memory, make_async_engine, make_engine, make_sessionmaker
 from registry.migrate import pending_revision
-from services import docs, problems
+from services import docs, openapi, problems
 from services.api import quotas
 from services.api.dispatch import Dispatcher
 from services.api.limits import MULTIPART_SLACK, BodyLimit
@@ -137,7 +137,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.include_router(versions.router)
     app.include_router(keys.router)
 
-    @app.get("/healthz", tags=["health"], summary="Health")
+    @app.get("/healthz", tags=["health"], summary="Health", responses=problems.responses(503))
     async def healthz(request: Request) -> dict[str, str]:
         """200 when this API process runs and its database answers; 503 with Retry-After
         when the database does not answer within 2 s."""
@@ -145,6 +145,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
         await probe.check()
         return {"status": "ok"}
 
+    openapi.install(app, finish=problems.document)
     return app
 
 

@@ -171,6 +171,11 @@ class VersionRef(BaseModel):
     version: int
 
 
+class MetricSummary(BaseModel):
+    mean: float = Field(description="Mean over the folds.")
+    std: float = Field(description="Standard deviation over the folds.")
+
+
 class ModelVersionRead(BaseModel):
     model_name: str
     version: int
@@ -184,7 +189,9 @@ class ModelVersionRead(BaseModel):
     job_id: str
     dataset: DatasetRef
     spec: dict[str, Any]
-    metrics: dict[str, dict[str, float]]
+    metrics: dict[str, MetricSummary] = Field(
+        description="Each metric's mean and standard deviation over the k folds."
+    )
     test_metrics: dict[str, Any] | None = Field(
         default=None,
         description="Scores of this version's model on the rows the spec's test_split held "

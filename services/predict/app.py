@@ -24,7 +24,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from core.access import KeyRing
 from core.errors import KilnError
-from services import docs
+from services import docs, openapi
 from services.predict import access, friendly, infer, responses, v2
 from services.predict.batching import Batcher
 from services.predict.cache import ModelCache
@@ -79,6 +79,7 @@ def create_app(
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     docs.install(app)
+    openapi.install(app, models=[v2.InferRequest, friendly.PredictRequest])
     app.add_exception_handler(KilnError, _error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     # Starlette logs the traceback of anything else; clients get the protocol's shape.

@@ -8,14 +8,15 @@ from typing import Any
 import numpy as np
 import orjson
 from fastapi import APIRouter, Request, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from core.vocabulary import BINARY_THRESHOLD, DataKind, Task
+from services.openapi import ref
 from services.predict.access import documented
 from services.predict.errors import InferRequestInvalid, RowsInvalid
 from services.predict.model import OnnxModel
 from services.predict.responses import json_response
-from services.predict.v2 import ErrorBody, resolve
+from services.predict.v2 import ErrorBody, errors, resolve
 
 router = APIRouter(tags=["predict"])
 
@@ -36,13 +37,22 @@ class PredictResponse(BaseModel):
     predictions: list[ClassPrediction | ValuePrediction]
 
 
+class PredictRequest(BaseModel):
+    """Documented only: the body is parsed by hand (`_rows_to_array`)."""
+
+    rows: list[dict[str, float]] = Field(
+        min_length=1, description="One object per row: every feature the model takes, by name."
+    )
+
+
 _RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"model": PredictResponse},
-    400: {"model": ErrorBody, "description": "The body is not JSON with a 'rows' list."},
-    401: {"model": ErrorBody, "description": "No API key, or one that is not known."},
-    403: {"model": ErrorBody, "description": "The key lacks `predict` or this model."},
-    404: {"model": ErrorBody, "description": "No such model or version."},
-    422: {"model": ErrorBody, "description": "A row misses, adds or mistypes a feature."},
+    **errors(400, 401, 403, 404, 413, 422, 429, 500, 503),
+    400: {
+        "model": ErrorBody,
+        "description": "The body is not JSON with a 'rows' list, or the "
+        "model does not take rows of named features.",
+    },
 }
 _DOC = """Predict from rows of named features: `{"rows": [{"<feature>": <number>, ...}, ...]}`.
 
@@ -58,6 +68,13 @@ _ROUTE: dict[str, Any] = {
     "description": _DOC,
     "responses": _RESPONSES,
     "dependencies": [documented],
+    # Read by hand, as the infer body is: described here for clients.
+    "openapi_extra": {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": ref(PredictRequest)}},
+        }
+    },
 }
 
 

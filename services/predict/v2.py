@@ -11,9 +11,10 @@ from __future__ import annotations
 from typing import Any, cast
 
 from fastapi import APIRouter, Request, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from core.errors import ErrorKind, KilnError
+from services.openapi import ref
 from services.predict import infer as core
 from services.predict.access import documented
 from services.predict.cache import ModelCache
@@ -83,12 +84,54 @@ class InferResponse(BaseModel):
     outputs: list[OutputTensor]
 
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"model": ErrorBody, "description": "The request does not fit the model."},
-    401: {"model": ErrorBody, "description": "No API key, or one that is not known."},
-    403: {"model": ErrorBody, "description": "The key lacks `predict` or this model."},
-    404: {"model": ErrorBody, "description": "No such model or version."},
+class InferInput(BaseModel):
+    name: str = Field(description="The model's input name (`features`).")
+    shape: list[int] = Field(description="`[n, F]`, `[n, H, W, C]` or `[n, steps, F]`.")
+    datatype: str = Field(description="An OIP datatype: FP32, FP64, FP16, INT64, …, BOOL.")
+    data: list[Any] | None = Field(
+        default=None,
+        description="Numbers, flat (row-major) or nested; left out when "
+        "`parameters.binary_data_size` says the bytes follow the JSON.",
+    )
+    parameters: dict[str, Any] | None = None
+
+
+class RequestedOutput(BaseModel):
+    name: str
+    parameters: dict[str, Any] | None = Field(
+        default=None, description='`{"binary_data": true}` for raw little-endian bytes.'
+    )
+
+
+class InferRequest(BaseModel):
+    """The OIP infer request. Documented only: the body is parsed by hand (services/predict/
+    infer.py), with or without a Content-Type."""
+
+    id: str | None = None
+    parameters: dict[str, Any] | None = None
+    inputs: list[InferInput] = Field(min_length=1, max_length=1)
+    outputs: list[RequestedOutput] | None = None
+
+
+def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The `{"error": ...}` answers a route can give, with what each means here."""
+    return {status: {"model": ErrorBody, "description": _MEANING[status]} for status in statuses}
+
+
+_MEANING = {
+    400: "The request does not fit the model or the protocol.",
+    401: "No API key, or one that is not known (when the predictor requires keys).",
+    403: "The key lacks `predict` or this model.",
+    404: "No such model, version or alias.",
+    413: "The body is over PREDICT_MAX_REQUEST_BYTES.",
+    422: "A row misses, adds or mistypes a feature.",
+    429: "The key sent more than PREDICT_RATE_LIMIT; Retry-After says when to try again.",
+    500: "The version cannot be served (its files or graph), or its output is not finite.",
+    503: "PREDICT_MAX_IN_FLIGHT requests in flight, or the registry does not answer; "
+    "Retry-After says when to try again.",
 }
+# Every path that names a model: the key check, its rate limit, the lookup, the in-flight bound.
+_ERRORS = errors(400, 401, 403, 404, 429, 500, 503)
 
 
 def model_cache(request: Request) -> ModelCache:
@@ -104,6 +147,7 @@ async def resolve(request: Request, name: str, version: str | None) -> OnnxModel
     return model
 
 
+_BINARY = {"type": "string", "format": "binary"}
 _INFER_DOC = """Run the model on one input tensor.
 
 `{name}` is a model name (its newest version that is not archived) or `name@alias`
@@ -127,8 +171,40 @@ come back binary when `outputs[].parameters.binary_data` (or the request's
 
 _INFER_ROUTE: dict[str, Any] = {
     "description": _INFER_DOC,
-    "responses": {200: {"model": InferResponse}, **_ERRORS},
+    "responses": {
+        200: {
+            "model": InferResponse,
+            "description": "JSON; or, when binary outputs were asked for, the JSON header "
+            "(Inference-Header-Content-Length bytes) followed by the outputs' bytes.",
+            "content": {"application/octet-stream": {"schema": _BINARY}},
+        },
+        **_ERRORS,
+        **errors(413),
+    },
     "dependencies": [documented],
+    # The body is read by hand (the fast path): described here for clients.
+    "openapi_extra": {
+        "parameters": [
+            {
+                "in": "header",
+                "name": "Inference-Header-Content-Length",
+                "required": False,
+                "description": "Binary tensor data extension: the length of the JSON header "
+                "that starts the body; the input's bytes follow it.",
+                "schema": {"type": "integer", "minimum": 1},
+            }
+        ],
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": ref(InferRequest)},
+                "application/octet-stream": {
+                    "schema": _BINARY,
+                    "description": "The JSON header, then the input's little-endian bytes.",
+                },
+            },
+        },
+    },
 }
 
 
@@ -247,7 +323,7 @@ async def _model_ready(request: Request, name: str, version: str | None) -> Resp
 @router.get(
     "/v2/models/{name}/ready",
     summary="Readiness of the newest version",
-    responses={200: {"model": ModelReadyBody}, **_ERRORS, 503: {"model": ErrorBody}},
+    responses={200: {"model": ModelReadyBody}, **errors(400, 401, 403, 404, 429, 503)},
     dependencies=[documented],
 )
 async def model_ready(name: str, request: Request) -> Response:
@@ -258,7 +334,7 @@ async def model_ready(name: str, request: Request) -> Response:
 @router.get(
     "/v2/models/{name}/versions/{version}/ready",
     summary="Readiness of one version",
-    responses={200: {"model": ModelReadyBody}, **_ERRORS, 503: {"model": ErrorBody}},
+    responses={200: {"model": ModelReadyBody}, **errors(400, 401, 403, 404, 429, 503)},
     dependencies=[documented],
 )
 async def model_version_ready(name: str, version: str, request: Request) -> Response:

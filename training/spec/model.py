@@ -23,7 +23,12 @@ class ModelSpec(Strict):
 
     task: Task
     layers: list[Layer] = Field(min_length=1, max_length=64)
-    optimizer: Optimizer = Adam()
+    # A factory, not an Adam() default: a default object in the JSON schema is one that
+    # OpenAPI client generators refuse (openapi-python-client drops the whole spec).
+    optimizer: Optimizer = Field(
+        default_factory=Adam,
+        description='Default: {"name": "adam", "learning_rate": 0.001} with Keras\'s defaults.',
+    )
     loss: LossName
     epochs: int = Field(default=50, ge=1, le=10000)
     batch_size: int = Field(default=32, ge=1, le=65536)

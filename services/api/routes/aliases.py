@@ -11,17 +11,27 @@ from services.api.auth import AdminCaller, needs
 from services.api.deps import SessionDep
 from services.api.schemas import AliasEventRead, AliasRead, AliasRollback, AliasSet, Text
 from services.api.usecases import registry as usecases
-from services.problems import ERROR_RESPONSES
+from services.problems import responses
 
-router = APIRouter(prefix="/models", tags=["models"], responses=ERROR_RESPONSES)
+router = APIRouter(prefix="/models", tags=["models"])
 
 
-@router.get("/{name}/aliases", summary="List a model's aliases", dependencies=[needs(Scope.READ)])
+@router.get(
+    "/{name}/aliases",
+    summary="List a model's aliases",
+    responses=responses(404),
+    dependencies=[needs(Scope.READ)],
+)
 def list_aliases(session: SessionDep, name: Text) -> list[AliasRead]:
     return [views.alias_read(a) for a in aliases.list_aliases(session, model_name=name)]
 
 
-@router.get("/{name}/aliases/history", summary="Alias history", dependencies=[needs(Scope.READ)])
+@router.get(
+    "/{name}/aliases/history",
+    summary="Alias history",
+    responses=responses(404),
+    dependencies=[needs(Scope.READ)],
+)
 def alias_history(
     session: SessionDep,
     name: Text,
@@ -36,12 +46,19 @@ def alias_history(
     ]
 
 
-@router.get("/{name}/aliases/{alias}", summary="Get an alias", dependencies=[needs(Scope.READ)])
+@router.get(
+    "/{name}/aliases/{alias}",
+    summary="Get an alias",
+    responses=responses(404),
+    dependencies=[needs(Scope.READ)],
+)
 def get_alias(session: SessionDep, name: Text, alias: Text) -> AliasRead:
     return views.alias_read(aliases.get_alias(session, model_name=name, alias=alias))
 
 
-@router.put("/{name}/aliases/{alias}", summary="Point an alias at a version")
+@router.put(
+    "/{name}/aliases/{alias}", summary="Point an alias at a version", responses=responses(404, 409)
+)
 def set_alias(
     session: SessionDep, who: AdminCaller, name: Text, alias: Text, body: AliasSet
 ) -> AliasEventRead:
@@ -53,7 +70,7 @@ def set_alias(
     return AliasEventRead.model_validate(event)
 
 
-@router.delete("/{name}/aliases/{alias}", summary="Delete an alias")
+@router.delete("/{name}/aliases/{alias}", summary="Delete an alias", responses=responses(404))
 def delete_alias(
     session: SessionDep,
     who: AdminCaller,
@@ -65,7 +82,9 @@ def delete_alias(
     return AliasEventRead.model_validate(event)
 
 
-@router.post("/{name}/aliases/{alias}/rollback", summary="Roll an alias back")
+@router.post(
+    "/{name}/aliases/{alias}/rollback", summary="Roll an alias back", responses=responses(404, 409)
+)
 def rollback_alias(
     session: SessionDep, who: AdminCaller, name: Text, alias: Text, body: AliasRollback
 ) -> AliasEventRead:

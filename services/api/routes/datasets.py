@@ -16,9 +16,9 @@ from services.api.idempotency import IdempotencyKey
 from services.api.quotas import SubmitCaller
 from services.api.schemas import BuiltinDatasetRead, DatasetRead, Limit, Offset, Page, Text
 from services.api.usecases import datasets as usecases
-from services.problems import ERROR_RESPONSES, UPLOAD_RESPONSES
+from services.problems import responses
 
-router = APIRouter(prefix="/datasets", tags=["datasets"], responses=ERROR_RESPONSES)
+router = APIRouter(prefix="/datasets", tags=["datasets"])
 
 
 @router.post(
@@ -26,7 +26,7 @@ router = APIRouter(prefix="/datasets", tags=["datasets"], responses=ERROR_RESPON
     response_model=DatasetRead,
     status_code=status.HTTP_201_CREATED,
     summary="Upload a dataset: a CSV table or an NPZ of images",
-    responses=UPLOAD_RESPONSES,
+    responses=responses(409, 415, 429),
 )
 def upload_dataset(
     request: Request,
@@ -36,7 +36,12 @@ def upload_dataset(
     settings: SettingsDep,
     response: Response,
     file: Annotated[
-        UploadFile, File(description="A CSV file with a header row, or an NPZ of images.")
+        UploadFile,
+        # format: binary, as OpenAPI 3.0 said it: generated clients send a file, not a string.
+        File(
+            description="A CSV file with a header row, or an NPZ of images.",
+            json_schema_extra={"format": "binary"},
+        ),
     ],
     target: Annotated[
         Text | None,
@@ -111,6 +116,7 @@ def list_builtin() -> list[BuiltinDatasetRead]:
     "/{dataset_id}",
     response_model=DatasetRead,
     summary="Get a dataset",
+    responses=responses(404),
     dependencies=[needs(Scope.READ)],
 )
 def get_dataset(session: SessionDep, dataset_id: Text) -> Dataset:

@@ -25,9 +25,9 @@ from services.api.schemas import (
     Text,
 )
 from services.api.usecases import jobs as usecases
-from services.problems import ERROR_RESPONSES
+from services.problems import responses
 
-router = APIRouter(prefix="/jobs", tags=["jobs"], responses=ERROR_RESPONSES)
+router = APIRouter(prefix="/jobs", tags=["jobs"])
 
 
 @router.post(
@@ -35,6 +35,7 @@ router = APIRouter(prefix="/jobs", tags=["jobs"], responses=ERROR_RESPONSES)
     status_code=status.HTTP_202_ACCEPTED,
     response_model=JobAccepted,
     summary="Submit a training job",
+    responses=responses(404, 409, 429),
 )
 def submit_job(
     request: Request,
@@ -92,7 +93,7 @@ def accept(
     )
 
 
-@router.get("/{job_id}", summary="Get a job", response_model=JobRead)
+@router.get("/{job_id}", summary="Get a job", response_model=JobRead, responses=responses(404))
 async def get_job(request: Request, reads: ReadsDep, who: ReadCaller, job_id: Text) -> Response:
     """State (queued, running, succeeded, failed, cancelled), fold and epoch progress,
     per-fold metrics as folds finish, every state change with its time, and on failure
@@ -106,7 +107,7 @@ async def get_job(request: Request, reads: ReadsDep, who: ReadCaller, job_id: Te
     return answer.response()
 
 
-@router.get("/{job_id}/history", summary="Per-epoch training curves")
+@router.get("/{job_id}/history", summary="Per-epoch training curves", responses=responses(404))
 def get_job_history(session: SessionDep, who: ReadCaller, job_id: Text) -> JobHistoryRead:
     """Loss and metrics after every epoch (training, and validation where the fit has
     validation rows) for each fold and for the final refit, while the job runs and after.
@@ -131,7 +132,7 @@ def list_jobs(
     )
 
 
-@router.post("/{job_id}/cancel", summary="Cancel a job")
+@router.post("/{job_id}/cancel", summary="Cancel a job", responses=responses(404, 409))
 def cancel_job(request: Request, session: SessionDep, who: TrainCaller, job_id: Text) -> JobRead:
     """Cancel a queued or running job: one's own, or any with the `admin` scope. A running
     job stops at its next batch (within a few seconds); folds it finished stay recorded."""

@@ -11,9 +11,9 @@ from services.api.auth import AdminCaller, needs
 from services.api.deps import SessionDep
 from services.api.schemas import KeyCreate, KeyCreated, KeyRead, Text
 from services.api.usecases import keys as usecases
-from services.problems import ERROR_RESPONSES
+from services.problems import responses
 
-router = APIRouter(prefix="/keys", tags=["keys"], responses=ERROR_RESPONSES)
+router = APIRouter(prefix="/keys", tags=["keys"])
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, summary="Make an API key")
@@ -39,6 +39,7 @@ def list_keys(session: SessionDep) -> Sequence[ApiKey]:
     "/{key_id}",
     summary="Revoke an API key",
     response_model=KeyRead,
+    responses=responses(404),
     dependencies=[needs(Scope.ADMIN)],
 )
 def revoke_key(request: Request, session: SessionDep, key_id: Text) -> ApiKey:

@@ -24,9 +24,9 @@ from services.api.schemas import (
     Text,
 )
 from services.api.usecases import registry as usecases
-from services.problems import ERROR_RESPONSES
+from services.problems import responses
 
-router = APIRouter(prefix="/models", tags=["models"], responses=ERROR_RESPONSES)
+router = APIRouter(prefix="/models", tags=["models"])
 
 
 @router.get(
@@ -48,7 +48,11 @@ async def list_models(
 
 
 @router.get(
-    "/{name}", summary="Get a model", response_model=ModelRead, dependencies=[needs(Scope.READ)]
+    "/{name}",
+    summary="Get a model",
+    response_model=ModelRead,
+    responses=responses(404),
+    dependencies=[needs(Scope.READ)],
 )
 async def get_model(request: Request, reads: ReadsDep, name: Text) -> Response:
     """A model's versions, tags and aliases (read as `GET /models` is)."""
@@ -62,7 +66,7 @@ async def get_model(request: Request, reads: ReadsDep, name: Text) -> Response:
 @router.patch(
     "/{name}",
     summary="Describe a model",
-    responses=ERROR_RESPONSES,
+    responses=responses(404),
     dependencies=[needs(Scope.TRAIN)],
 )
 def update_model(session: SessionDep, name: Text, body: DescriptionUpdate) -> ModelRead:
@@ -71,20 +75,33 @@ def update_model(session: SessionDep, name: Text, body: DescriptionUpdate) -> Mo
     return views.model_read(registry_views.model(session, name=name))
 
 
-@router.put("/{name}/tags/{key}", summary="Set a model tag", dependencies=[needs(Scope.TRAIN)])
+@router.put(
+    "/{name}/tags/{key}",
+    summary="Set a model tag",
+    responses=responses(404),
+    dependencies=[needs(Scope.TRAIN)],
+)
 def set_model_tag(session: SessionDep, name: Text, key: Text, body: TagSet) -> dict[str, str]:
     """Set (or change) one tag; answers with all of the model's tags."""
     return usecases.tag(session, name=name, key=key, value=body.value)
 
 
 @router.delete(
-    "/{name}/tags/{key}", summary="Remove a model tag", dependencies=[needs(Scope.TRAIN)]
+    "/{name}/tags/{key}",
+    summary="Remove a model tag",
+    responses=responses(404),
+    dependencies=[needs(Scope.TRAIN)],
 )
 def delete_model_tag(session: SessionDep, name: Text, key: Text) -> dict[str, str]:
     return usecases.tag(session, name=name, key=key, value=None)
 
 
-@router.get("/{name}/compare", summary="Compare versions", dependencies=[needs(Scope.READ)])
+@router.get(
+    "/{name}/compare",
+    summary="Compare versions",
+    responses=responses(404),
+    dependencies=[needs(Scope.READ)],
+)
 def compare_versions(
     session: SessionDep,
     name: Text,

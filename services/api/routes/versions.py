@@ -25,9 +25,9 @@ from services.api.schemas import (
 )
 from services.api.usecases import jobs as job_usecases
 from services.api.usecases import registry as usecases
-from services.problems import ERROR_RESPONSES
+from services.problems import responses
 
-router = APIRouter(prefix="/models", tags=["models"], responses=ERROR_RESPONSES)
+router = APIRouter(prefix="/models", tags=["models"])
 
 
 def _parse_tags(tags: list[str]) -> list[tuple[str, str | None]]:
@@ -38,7 +38,12 @@ def _parse_tags(tags: list[str]) -> list[tuple[str, str | None]]:
     return out
 
 
-@router.get("/{name}/versions", summary="List a model's versions", dependencies=[needs(Scope.READ)])
+@router.get(
+    "/{name}/versions",
+    summary="List a model's versions",
+    responses=responses(404),
+    dependencies=[needs(Scope.READ)],
+)
 def list_versions(
     request: Request,
     session: SessionDep,
@@ -74,7 +79,10 @@ def list_versions(
 
 
 @router.get(
-    "/{name}/versions/{version}", summary="Get a model version", dependencies=[needs(Scope.READ)]
+    "/{name}/versions/{version}",
+    summary="Get a model version",
+    responses=responses(404),
+    dependencies=[needs(Scope.READ)],
 )
 def get_version(
     request: Request, session: SessionDep, name: Text, version: VersionNumber
@@ -92,7 +100,10 @@ def _read(request: Request, session: SessionDep, name: str, version: int) -> Mod
 
 
 @router.patch(
-    "/{name}/versions/{version}", summary="Describe a version", dependencies=[needs(Scope.TRAIN)]
+    "/{name}/versions/{version}",
+    summary="Describe a version",
+    responses=responses(404),
+    dependencies=[needs(Scope.TRAIN)],
 )
 def update_version(
     request: Request,
@@ -108,6 +119,7 @@ def update_version(
 @router.put(
     "/{name}/versions/{version}/tags/{key}",
     summary="Set a version tag",
+    responses=responses(404),
     dependencies=[needs(Scope.TRAIN)],
 )
 def set_version_tag(
@@ -119,6 +131,7 @@ def set_version_tag(
 @router.delete(
     "/{name}/versions/{version}/tags/{key}",
     summary="Remove a version tag",
+    responses=responses(404),
     dependencies=[needs(Scope.TRAIN)],
 )
 def delete_version_tag(
@@ -130,6 +143,7 @@ def delete_version_tag(
 @router.post(
     "/{name}/versions/{version}/archive",
     summary="Archive a version",
+    responses=responses(404),
     dependencies=[needs(Scope.ADMIN)],
 )
 def archive_version(
@@ -144,6 +158,7 @@ def archive_version(
 @router.post(
     "/{name}/versions/{version}/unarchive",
     summary="Unarchive a version",
+    responses=responses(404),
     dependencies=[needs(Scope.ADMIN)],
 )
 def unarchive_version(
@@ -158,6 +173,7 @@ def unarchive_version(
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
     summary="Delete a version",
+    responses=responses(404, 409),
     dependencies=[needs(Scope.ADMIN)],
 )
 def delete_version(session: SessionDep, name: Text, version: VersionNumber) -> Response:
@@ -172,6 +188,7 @@ def delete_version(session: SessionDep, name: Text, version: VersionNumber) -> R
 @router.get(
     "/{name}/versions/{version}/lineage",
     summary="Where a version came from",
+    responses=responses(404),
     dependencies=[needs(Scope.READ)],
 )
 def get_lineage(session: SessionDep, name: Text, version: VersionNumber) -> LineageRead:
@@ -186,6 +203,7 @@ def get_lineage(session: SessionDep, name: Text, version: VersionNumber) -> Line
     status_code=status.HTTP_202_ACCEPTED,
     response_model=JobAccepted,
     summary="Retrain a version",
+    responses=responses(404, 409, 429),
 )
 def retrain_version(
     request: Request,
@@ -216,7 +234,15 @@ def retrain_version(
     "/{name}/versions/{version}/artifacts/onnx",
     summary="Download a version's ONNX file",
     response_class=Response,
-    responses={**ERROR_RESPONSES, 200: {"content": {"application/octet-stream": {}}}},
+    responses={
+        **responses(404, 500, _500="The stored file no longer matches its sha256"),
+        200: {
+            "description": "The ONNX file",
+            "content": {
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+            },
+        },
+    },
     dependencies=[needs(Scope.READ)],
 )
 def download_onnx(

@@ -1,5 +1,7 @@
 """Both OpenAPI documents, the API's and the predictor's, fuzzed by schemathesis in-process:
-no request a client can send, valid or not, gets a 5xx.
+no request a client can send, valid or not, gets a 5xx, and every answer has a status and
+a content type that its operation documents (docs/openapi; a generated client parses
+only those).
 
 schemathesis generates requests from each operation's schema, valid ones and ones that
 break it (negative, huge and out-of-range numbers, strings with NUL and control
@@ -25,7 +27,11 @@ import pytest
 import schemathesis
 from fastapi import FastAPI
 from hypothesis import strategies as st
-from schemathesis.checks import not_a_server_error
+from schemathesis.checks import (
+    content_type_conformance,
+    not_a_server_error,
+    status_code_conformance,
+)
 from schemathesis.python.asgi import shutdown_lifespans
 from sqlalchemy.orm import Session
 
@@ -64,6 +70,7 @@ def _documents() -> tuple[schemathesis.BaseSchema, schemathesis.BaseSchema]:
 
 
 API, PREDICTOR = _documents()
+CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance]
 
 
 def _sometimes_seeded(names: dict[str, Any]) -> Any:
@@ -108,7 +115,7 @@ def predictor_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FastAPI]
 def test_the_api_answers_no_request_with_a_server_error(
     case: schemathesis.Case, api_app: FastAPI
 ) -> None:
-    case.call_and_validate(app=api_app, checks=[not_a_server_error])
+    case.call_and_validate(app=api_app, checks=CHECKS)
 
 
 @PREDICTOR.parametrize()
@@ -116,4 +123,4 @@ def test_the_api_answers_no_request_with_a_server_error(
 def test_the_predictor_answers_no_request_with_a_server_error(
     case: schemathesis.Case, predictor_app: FastAPI
 ) -> None:
-    case.call_and_validate(app=predictor_app, checks=[not_a_server_error])
+    case.call_and_validate(app=predictor_app, checks=CHECKS)

@@ -148,6 +148,7 @@ def test_held_out_windows_come_last_sharing_no_row() -> None:
     spec = model_spec(lstm(steps=8, horizon=2))
     idx = np.arange(100)
     kept, out, y_kept, y_out = hold_out(idx[:, None], idx, share=0.2, spec=spec)
-    assert len(out) == 20 and list(y_out) == list(range(80, 100))
+    assert len(out) == 20
+    assert list(y_out) == list(range(80, 100))
     assert not _rows(y_kept, 8, 2) & _rows(y_out, 8, 2)
     assert len(kept) == 100 - 20 - spec.window.gap  # type: ignore[union-attr]
