@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response, status
+from fastapi import APIRouter, Body, Query, Request, Response, status
 from pydantic import BaseModel
 
 from core.access import Scope
@@ -211,22 +211,23 @@ def retrain_version(
     q: QueueingDep,
     name: Text,
     version: VersionNumber,
-    body: RetrainCreate | None = None,
+    # Optional, but not nullable: openapi-python-client sends an optional *nullable* body
+    # it was not given as the JSON of its UNSET marker, and fails.
+    body: Annotated[RetrainCreate, Body(default_factory=RetrainCreate)],
     idempotency_key: IdempotencyKey = None,
 ) -> BaseModel | Response:
     """Queue a job with this version's exact spec, on its own dataset or another one, into
     the same model or another. The spec is checked against the dataset as for any job;
     the new version records that it was retrained from this one."""
-    retrain = body or RetrainCreate()
-    q.who.require(Scope.TRAIN, model=retrain.model_name or name)
+    q.who.require(Scope.TRAIN, model=body.model_name or name)
     return accept(
         request,
         response,
         q,
         key=idempotency_key,
         operation="models-retrain_version",
-        fingerprint=idempotency.fingerprint(name, version, retrain.model_dump(mode="json")),
-        queue=lambda: job_usecases.retrain(q, model_name=name, version=version, body=retrain),
+        fingerprint=idempotency.fingerprint(name, version, body.model_dump(mode="json")),
+        queue=lambda: job_usecases.retrain(q, model_name=name, version=version, body=body),
     )
 
 
