@@ -51,6 +51,9 @@ class ApiSettings(RegistrySettings, BrokerSettings):
     # A spec's size: its model's parameters, and epochs × rows × (k_folds + 1) fits.
     spec_max_parameters: int = Field(default=100_000_000, ge=1)
     spec_max_epoch_rows: int = Field(default=200_000_000, ge=1)
+    # Where this API reaches the prediction service for the dashboard's predict form
+    # (/ui/predict/…, services/api/dashboard.py); `kiln up` sets it to its predictor.
+    dashboard_predict_url: str = "http://127.0.0.1:8001"
 
 
 class PredictSettings(RegistrySettings):

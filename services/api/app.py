@@ -21,7 +21,7 @@ from registry.artifacts import make_artifact_store
 from registry.db import in_memory, make_async_engine, make_engine, make_sessionmaker
 from registry.migrate import pending_revision
 from services import docs, openapi, problems
-from services.api import quotas
+from services.api import dashboard, quotas
 from services.api.dispatch import Dispatcher
 from services.api.limits import MULTIPART_SLACK, BodyLimit
 from services.api.reads import Reads
@@ -136,6 +136,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.include_router(aliases.router)
     app.include_router(versions.router)
     app.include_router(keys.router)
+    dashboard.install(app, predict_url=settings.dashboard_predict_url)
 
     @app.get("/healthz", tags=["health"], summary="Health", responses=problems.responses(503))
     async def healthz(request: Request) -> dict[str, str]:

@@ -48,3 +48,8 @@ class IdempotencyKeyReused(KilnError):
 class IdempotencyKeyInProgress(KilnError):
     kind = ErrorKind.CONFLICT
     code = "idempotency_key_in_progress"
+
+
+class PredictorUnreachable(KilnError):
+    kind = ErrorKind.UNAVAILABLE
+    code = "predictor_unreachable"

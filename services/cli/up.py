@@ -41,11 +41,21 @@ def up(
     # Children resolve KILN_HOME the same way, whatever their working directory.
     env["KILN_HOME"] = str(api.kiln_home.resolve())
     env.setdefault("PYTHONUNBUFFERED", "1")
-    children = plan(api, PredictSettings(), workers)
+    predict = PredictSettings()
+    # The dashboard's predict form goes through the API to this predictor.
+    env.setdefault(
+        "DASHBOARD_PREDICT_URL", f"http://{reachable(predict.predict_host)}:{predict.predict_port}"
+    )
+    children = plan(api, predict, workers)
     # Own process groups: Ctrl-C reaches only this command, which stops the children in order.
     procs = [(c, subprocess.Popen(c.command, env=env, start_new_session=True)) for c in children]
     _announce(api, procs)
     raise typer.Exit(supervise(procs))
+
+
+def reachable(host: str) -> str:
+    """Where another process on this machine reaches a server listening on ``host``."""
+    return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
 
 
 def plan(api: ApiSettings, predict: PredictSettings, workers: int) -> list[Child]:
@@ -66,7 +76,7 @@ def plan(api: ApiSettings, predict: PredictSettings, workers: int) -> list[Child
                 "--workers",
                 str(api.api_workers),
             ],
-            f"http://{api.api_host}:{api.api_port}  (docs: /docs)",
+            f"http://{api.api_host}:{api.api_port}  (docs: /docs, dashboard: /ui/)",
         ),
         Child(
             "predict",

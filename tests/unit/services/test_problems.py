@@ -80,6 +80,7 @@ INTENDED: dict[str, int] = {
     "too_many_active_jobs": 429,
     "idempotency_key_reused": 409,
     "idempotency_key_in_progress": 409,
+    "predictor_unreachable": 503,
     # services.predict.errors
     "infer_request_invalid": 400,
     "rows_invalid": 422,
