@@ -40,7 +40,7 @@
     return a >= 100 ? v.toFixed(1) : v.toFixed(4);
   }
   // Metrics in tables: four decimals, so that columns line up (a std of 0 shows as 0.0000).
-  const metric = (v) => (typeof v !== "number" ? fmt(v) : Math.abs(v) >= 1000 ? v.toPrecision(6) : v.toFixed(4));
+  const num4 = (v) => (typeof v !== "number" ? fmt(v) : Math.abs(v) >= 1000 ? v.toPrecision(6) : v.toFixed(4));
   const when = (iso) => (iso ? new Date(iso).toLocaleString() : "–");
   const short = (id) => String(id).slice(0, 8);
 
@@ -326,8 +326,8 @@
       ["metric", ...sorted.map((f) => `fold ${f.fold}`), "mean ± std"],
       names.map((name) => {
         const ms = (summary && summary[name]) || meanStd(sorted.map((f) => f.metrics[name]));
-        return [name, ...sorted.map((f) => metric(f.metrics[name])),
-          h("td", { class: "mean-std" }, ms ? `${metric(ms.mean)} ± ${metric(ms.std)}` : "–")];
+        return [name, ...sorted.map((f) => num4(f.metrics[name])),
+          h("td", { class: "mean-std" }, ms ? `${num4(ms.mean)} ± ${num4(ms.std)}` : "–")];
       }).concat([["rows (train / validation)", ...sorted.map((f) => `${f.n_train} / ${f.n_val}`), ""]]),
       { class: "folds" });
   }
@@ -664,10 +664,10 @@
       ...entries.map((e) => {
         const diff = e.diff_from_baseline;
         return h("td", { class: "cmp" },
-          e.mean === null ? "–" : `${metric(e.mean)} ± ${metric(e.std)}`,
+          e.mean === null ? "–" : `${num4(e.mean)} ± ${num4(e.std)}`,
           diff === null || diff === undefined || e.version === cmp.baseline ? null
-            : h("span", { class: `diff ${better(metric, diff)}` }, ` (${diff > 0 ? "+" : ""}${metric(diff)})`),
-          h("div", { class: "muted small" }, e.folds.map(metric).join(" · ")));
+            : h("span", { class: `diff ${better(metric, diff)}` }, ` (${diff > 0 ? "+" : ""}${num4(diff)})`),
+          h("div", { class: "muted small" }, e.folds.map(num4).join(" · ")));
       }),
     ]);
     mount(
