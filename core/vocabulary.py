@@ -6,6 +6,7 @@ and serialise to JSON as them, so rows, specs and API bodies hold plain strings.
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 
 
@@ -47,3 +48,16 @@ class DataKind(StrEnum):
 # A binary model outputs P(the second label); at or above this it is that label, in the
 # metrics a version stores and in the labels the predictor serves.
 BINARY_THRESHOLD = 0.5
+
+
+# A failed job's reason starts with a code ("data_mismatch: ...", "internal_error: ...");
+# metrics count failures by it. A job whose worker stopped sending heartbeats on its last
+# attempt fails with this one.
+WORKER_LOST = "worker_lost"
+_CODE = re.compile(r"([a-z][a-z0-9_]*): ")
+
+
+def failure_code(reason: str | None) -> str:
+    """The code a failure reason starts with; "other" for a reason without one."""
+    found = _CODE.match(reason or "")
+    return found.group(1) if found else "other"

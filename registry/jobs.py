@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, CursorResult, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from core.vocabulary import ACTIVE_STATES, TERMINAL_STATES, JobState
+from core.vocabulary import ACTIVE_STATES, TERMINAL_STATES, WORKER_LOST, JobState
 from registry.db import get_or_raise, utcnow
 from registry.errors import InvalidState, JobNotFound
 from registry.models import FoldMetric, JobEvent, TrainingJob
@@ -146,6 +146,7 @@ def record_fold(
     history: dict[str, list[float]],
     progress: dict[str, Any] | None = None,
     attempt: int | None = None,
+    seconds: float | None = None,
 ) -> FoldMetric | None:
     """Store a finished fold. ``progress``, the job's progress without this fold's running
     curves, is written in the same transaction, so the curves are in one place at a time.
@@ -167,7 +168,13 @@ def record_fold(
         session.delete(existing)
         session.flush()
     row = FoldMetric(
-        job_id=job_id, fold=fold, n_train=n_train, n_val=n_val, metrics=metrics, history=history
+        job_id=job_id,
+        fold=fold,
+        n_train=n_train,
+        n_val=n_val,
+        metrics=metrics,
+        history=history,
+        seconds=seconds,
     )
     session.add(row)
     session.flush()
@@ -255,7 +262,7 @@ def _take_back(
     """Queue a job whose worker stopped beating again, or fail it on its last attempt;
     the state it moved to, or None when another sweeper moved it first."""
     last_seen = job.heartbeat_at.isoformat() if job.heartbeat_at else "never"
-    lost = f"worker {job.worker} stopped sending heartbeats (last {last_seen})"
+    lost = f"{WORKER_LOST}: worker {job.worker} stopped sending heartbeats (last {last_seen})"
     if job.attempt < max_attempts:
         new_state = QUEUED
         message = f"{lost}; queued again for attempt {job.attempt + 1} of {max_attempts}"

@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Float,
     ForeignKey,
     Integer,
     String,
@@ -191,6 +192,8 @@ class FoldMetric(Base):
     n_val: Mapped[int] = mapped_column(Integer)
     metrics: Mapped[dict[str, Any]] = mapped_column(JSON)
     history: Mapped[dict[str, list[float]]] = mapped_column(JSON)
+    # The fold's fit and scoring, in seconds; None for folds stored before it was kept.
+    seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
+import sys
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -64,11 +65,29 @@ _LOSSES = {
 def import_keras() -> Any:
     """Import Keras (TensorFlow backend) with TensorFlow's C++ info logs silenced."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if "keras" not in sys.modules and os.environ["TF_CPP_MIN_LOG_LEVEL"] != "0":
+        _quietly_import_keras()
     import keras
 
     # Registered on import so a saved model that uses "gelu" loads wherever this ran.
     _gelu(keras)
     return keras
+
+
+def _quietly_import_keras() -> None:
+    """Import Keras with the process's stderr (fd 2) sent to /dev/null: TensorFlow writes
+    its oneDNN and absl start-up lines there while it loads, whatever TF_CPP_MIN_LOG_LEVEL
+    says (tensorflow/tensorflow#100442). An import error is still raised, after stderr is
+    back; a line another thread writes to stderr in those seconds is lost."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+            import keras  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def standardiser_stats(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -7,6 +7,7 @@ sees its validation rows before it is scored.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,11 +69,13 @@ def run_fold(
     fold: int,
 ) -> FoldResult:
     """Train on one fold's training rows and score on its validation rows."""
+    started = time.perf_counter()
     model, history = fit(
         plan, X[train_idx], y[train_idx], validation=(X[val_idx], y[val_idx]), fold=fold
     )
     metrics = score(plan.spec, model, X[val_idx], y[val_idx])
-    return FoldResult(fold, len(train_idx), len(val_idx), metrics, history)
+    seconds = time.perf_counter() - started
+    return FoldResult(fold, len(train_idx), len(val_idx), metrics, history, seconds)
 
 
 def score(spec: ModelSpec, model: Any, X: np.ndarray, y: np.ndarray) -> dict[str, MetricValue]:

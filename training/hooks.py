@@ -23,6 +23,8 @@ class FoldResult:
     n_val: int
     metrics: dict[str, MetricValue]
     history: dict[str, list[float]]
+    # The fold's fit and scoring, wall-clock.
+    seconds: float = 0.0
 
 
 OnFold = Callable[[FoldResult], None]

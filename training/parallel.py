@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from core import logs
 from training.errors import FoldProcessDied
 from training.fit import FitPlan, run_fold
 from training.hooks import FoldResult, Hooks, OnEpoch
@@ -60,7 +61,8 @@ def run_folds_in_processes(
             max_workers=processes,
             mp_context=ctx,
             initializer=_start,
-            initargs=(reports, stop, X, y, os.getpid()),
+            # A spawned process starts with no logging and no job id: it gets this one's.
+            initargs=(reports, stop, X, y, os.getpid(), logs.inherited()),
         )
         # The pool starts all its processes at the first submit.
         futures: dict[Future[FoldResult], int] = {
@@ -130,9 +132,16 @@ def _relay(reports: Any, on_epoch: OnEpoch | None) -> None:
 
 
 def _start(
-    reports: Any, stop: Any, X: np.ndarray, y: np.ndarray, parent_pid: int
+    reports: Any,
+    stop: Any,
+    X: np.ndarray,
+    y: np.ndarray,
+    parent_pid: int,
+    parent_logs: logs.Inherited | None,
 ) -> None:  # pragma: no cover - runs in the fold process
     global _reports, _stop, _data
+    # First, before TensorFlow loads: its lines go where the parent's go, with the job id.
+    logs.adopt(parent_logs)
     _reports, _stop, _data = reports, stop, (X, y)
     # An epoch report still in the pipe must not keep this process alive at exit: the
     # fold's full history comes back with its result anyway.

@@ -81,5 +81,9 @@ def make_celery(
         task_default_queue=TRAINING_QUEUE,
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
+        # Task events, so Flower and celery-exporter see received, started and finished
+        # tasks (and sent ones, from the API).
+        worker_send_task_events=True,
+        task_send_sent_event=True,
     )
     return app

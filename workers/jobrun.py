@@ -16,6 +16,7 @@ also tried again, with backoff, while the database is unreachable for up to
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import os
 import random
@@ -28,12 +29,15 @@ from typing import TypeVar
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from core import logs
 from core.errors import KilnError
 from core.vocabulary import JobState
 from registry import jobs
 from registry.models import TrainingJob
+from registry.stats import kind_of
 from training.errors import Cancelled
 from training.hooks import FoldResult
+from workers import metrics
 from workers.progress import Progress
 
 log = logging.getLogger("kiln.worker")
@@ -79,8 +83,12 @@ class JobRun:
         self._writing = threading.Lock()
         self._lost = threading.Event()
         self._done = threading.Event()
+        # A thread starts in an empty context: this one's (the job id) goes with it.
         self._beat = threading.Thread(
-            target=self._beat_forever, name=f"heartbeat-{job.id}", daemon=True
+            target=contextvars.copy_context().run,
+            args=(self._beat_forever,),
+            name=f"heartbeat-{job.id}",
+            daemon=True,
         )
 
     def stopped(self) -> bool:
@@ -127,9 +135,12 @@ class JobRun:
                     metrics=result.metrics,
                     history=result.history,
                     progress=self.progress.snapshot() if self.progress is not None else None,
+                    seconds=result.seconds,
                 ),
             )
-        if stored is None:
+        if stored is not None:
+            metrics.fold_seconds.labels(kind_of(self.job)).observe(result.seconds)
+        else:
             self._lost.set()
             raise Cancelled(
                 f"job {self.job.id} is no longer attempt {self.attempt}'s (cancelled, or taken "
@@ -264,6 +275,27 @@ def run_job(
     running and raises, so Celery retries and the sweeper queues it again once its
     heartbeat is stale.
     """
+    token = logs.job_id.set(job_id)  # on every line written for this job, from here on
+    try:
+        return _run_job(
+            job_id,
+            sm=sm,
+            heartbeat_interval_s=heartbeat_interval_s,
+            body=body,
+            db_retry_s=db_retry_s,
+        )
+    finally:
+        logs.job_id.reset(token)
+
+
+def _run_job(
+    job_id: str,
+    *,
+    sm: sessionmaker[Session],
+    heartbeat_interval_s: float,
+    body: Callable[[JobRun], str],
+    db_retry_s: float,
+) -> str:
     worker = f"{socket.gethostname()}:{os.getpid()}"
     with sm() as session:
         job = jobs.claim_job(session, job_id=job_id, worker=worker)
@@ -272,17 +304,32 @@ def run_job(
         # Another delivery of the same message claimed it, or it was cancelled or
         # finished: nothing to do, and acknowledging the message is right.
         return "skipped: not queued"
-    with JobRun(sm, job, heartbeat_interval_s, db_retry_s=db_retry_s) as run:
+    kind, started = kind_of(job), time.perf_counter()
+    outcome, reason = "succeeded", None
+    with (
+        JobRun(sm, job, heartbeat_interval_s, db_retry_s=db_retry_s) as run,
+        metrics.running.track_inprogress(),
+    ):
         try:
-            return body(run)
+            done = body(run)
+            # Its results were dropped when the job stopped being this run's meanwhile.
+            outcome = "stopped" if run.stopped() else "succeeded"
+            return done
         except Cancelled:
-            return run.outcome_of_stop()
+            stopped = run.outcome_of_stop()
+            outcome = "cancelled" if stopped == "cancelled" else "stopped"
+            return stopped
         except KilnError as exc:
+            outcome, reason = "failed", exc.code
             run.fail(f"{exc.code}: {exc}")
             return f"failed: {exc}"
         except Exception as exc:
             if isinstance(exc, DBAPIError) and transient(exc):
+                outcome = "interrupted"
                 raise
+            outcome, reason = "failed", "internal_error"
             log.exception("job %s failed", job_id)
             run.fail(f"internal_error: {type(exc).__name__}: {exc}")
             return f"failed: {exc}"
+        finally:
+            metrics.job_ended(kind, outcome, time.perf_counter() - started, reason)

@@ -49,3 +49,8 @@ class WorkerSettings(RegistrySettings, BrokerSettings):
     # Celery queues this worker consumes, comma-separated: "training", "training-gpu" for
     # a GPU node, or both.
     worker_queues: str = TRAINING_QUEUE
+    # Prometheus metrics of this worker's jobs (workers/metrics.py), served by its main
+    # process for all its pool children; 0: none. Each worker on one machine needs its
+    # own port (`kiln up` gives its workers this port, the next one, ...).
+    worker_metrics_port: int = Field(default=9101, ge=0, le=65535)
+    worker_metrics_host: str = "127.0.0.1"

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from contextvars import Token
 
 from celery import Celery
+from celery.signals import task_postrun, task_prerun
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from core import logs
 from registry.artifacts import ArtifactStore
 from workers.celery_app import TASK_TRAIN
 from workers.training_job import run_training_job
@@ -47,6 +50,21 @@ def register_tasks(
         )
         log.info("job %s: %s", job_id, outcome)
         return outcome
+
+    # The job id on every line of the task's run, Celery's own "succeeded" line included
+    # (run_job sets it too, for callers outside Celery).
+    running: dict[str, Token[str | None]] = {}
+
+    def task_started(task_id: str, args: tuple[object, ...], **_: object) -> None:
+        running[task_id] = logs.job_id.set(str(args[0]))
+
+    def task_ended(task_id: str, **_: object) -> None:
+        token = running.pop(task_id, None)
+        if token is not None:
+            logs.job_id.reset(token)
+
+    task_prerun.connect(task_started, sender=train, weak=False)
+    task_postrun.connect(task_ended, sender=train, weak=False)
 
 
 __all__ = ["register_tasks"]

@@ -6,16 +6,47 @@ Settings are read here, once; the parent process never imports TensorFlow.
 from __future__ import annotations
 
 import functools
+import os
+import tempfile
 
+from celery.signals import setup_logging, worker_init, worker_process_shutdown
 from sqlalchemy.orm import Session, sessionmaker
 
+from core.logs import LogSettings, configure
 from registry.artifacts import ArtifactStore, make_artifact_store
 from registry.db import make_engine, make_sessionmaker
 from workers.celery_app import consumed_queues, make_celery
 from workers.settings import WorkerSettings
-from workers.tasks import register_tasks
 
+# First: before a task could import TensorFlow (it reads TF_CPP_MIN_LOG_LEVEL once, when
+# it loads), and before Celery's own logging setup, which the receiver below turns off.
+configure(LogSettings(), process="worker")
 settings = WorkerSettings()
+if settings.worker_metrics_port and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    # prometheus_client reads it once, when it is first imported (below, with the tasks):
+    # the pool's children write their values there, and this process serves their sum.
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="kiln-worker-metrics-")
+
+from workers import metrics  # noqa: E402
+from workers.tasks import register_tasks  # noqa: E402
+
+
+def _keep_our_logging(**_kwargs: object) -> None:
+    """Celery configures no logging of its own when this signal has a receiver: every line
+    goes through core.logs, with the job id, in LOG_FORMAT."""
+
+
+setup_logging.connect(_keep_our_logging)
+
+
+def _serve_metrics(**_kwargs: object) -> None:
+    if settings.worker_metrics_port:
+        metrics.serve(settings.worker_metrics_port, settings.worker_metrics_host)
+
+
+# In the main process before the pool starts; the pool's children leave at their shutdown.
+worker_init.connect(_serve_metrics)
+worker_process_shutdown.connect(metrics.process_exited)
 
 
 @functools.cache

@@ -39,11 +39,13 @@ COPY --from=build /opt/venv /opt/venv
 WORKDIR /var/lib/kiln
 USER 10001:10001
 
-# No EXPOSE and no HEALTHCHECK: the worker serves no port, and `celery inspect ping`
-# would import the app and query the broker on every probe. A crashed worker exits and
+# Its one port is Prometheus metrics (WORKER_METRICS_PORT). No HEALTHCHECK: `celery
+# inspect ping` would import the app and query the broker on every probe. A crashed worker exits and
 # the restart policy brings it back; a job it held is taken over once its heartbeat
 # goes stale (JOB_HEARTBEAT_TIMEOUT_S on the API).
 # One job at a time, each in a fresh child (WORKER_MAX_TASKS_PER_CHILD=1) so TensorFlow's
 # memory is returned after every job. The parent never imports TensorFlow.
 # No -Q: the worker consumes the queues in WORKER_QUEUES (default "training").
+ENV WORKER_METRICS_HOST=0.0.0.0
+EXPOSE 9101
 CMD ["celery", "-A", "workers.worker", "worker", "--loglevel", "INFO", "--concurrency", "1"]

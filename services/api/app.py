@@ -13,17 +13,20 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from anyio import to_thread
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
 from fastapi.routing import APIRoute
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from core.logs import LogSettings, configure
 from registry import keys as registry_keys
 from registry.artifacts import make_artifact_store
 from registry.db import in_memory, make_async_engine, make_engine, make_sessionmaker
 from registry.migrate import pending_revision
-from services import docs, openapi, problems
+from services import docs, openapi, problems, request_ids
 from services.api import dashboard, quotas
 from services.api.dispatch import Dispatcher
 from services.api.limits import MULTIPART_SLACK, BodyLimit
+from services.api.metrics import ApiMetrics, HttpMetrics
 from services.api.reads import Reads
 from services.api.routes import aliases, datasets, jobs, keys, models, versions
 from services.api.sessions import DatabaseProbe, SessionGate
@@ -43,6 +46,8 @@ def _operation_id(route: APIRoute) -> str:
 
 
 def create_app(settings: ApiSettings) -> FastAPI:
+    metrics = ApiMetrics()
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = make_engine(
@@ -87,6 +92,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
         app.state.health = DatabaseProbe(settings.database_url, timeout_s=HEALTH_TIMEOUT_S)
         app.state.store = store
         app.state.dispatcher = dispatcher
+        app.state.scrape = metrics.scrape(sm, dispatcher)
         sweeper = Sweeper(
             settings.job_sweep_interval_s,
             sm=sm,
@@ -130,6 +136,8 @@ def create_app(settings: ApiSettings) -> FastAPI:
     problems.install(app)
     docs.install(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_upload_bytes + MULTIPART_SLACK)
+    # Outside the body limit, so its 413s are counted too.
+    app.add_middleware(HttpMetrics, metrics=metrics)
     app.include_router(datasets.router)
     app.include_router(jobs.router)
     app.include_router(models.router)
@@ -146,10 +154,21 @@ def create_app(settings: ApiSettings) -> FastAPI:
         await probe.check()
         return {"status": "ok"}
 
+    @app.get("/metrics", tags=["ops"], summary="Prometheus metrics", response_class=Response)
+    async def prometheus_metrics(request: Request) -> Response:
+        """HTTP requests by method, route and status; jobs by state and kind, failures by
+        reason, job and fold durations (from the registry); messages waiting per queue."""
+        body = await to_thread.run_sync(generate_latest, request.app.state.scrape)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
+
     openapi.install(app, finish=problems.document)
+    # Around everything, the error handlers included: every line of a request carries its
+    # id, and every answer, a 500 too.
+    request_ids.install(app)
     return app
 
 
 @functools.cache
 def app() -> FastAPI:
+    configure(LogSettings(), process="api")
     return create_app(ApiSettings())

@@ -20,6 +20,7 @@ from fastapi import APIRouter, FastAPI, Request, Response, Security
 from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
+from core import logs
 from services import dashboard
 from services.api.auth import caller
 from services.api.errors import PredictorUnreachable
@@ -65,6 +66,9 @@ def _predict_router(predict_url: str) -> APIRouter:
 
     async def forward(request: Request, path: str) -> Response:
         headers = {"content-type": "application/json"}
+        # The predictor's lines for this prediction carry the API's request id.
+        if (rid := logs.request_id.get()) is not None:
+            headers["x-request-id"] = rid
         authorization = request.headers.get("authorization")
         if authorization is not None:
             headers["authorization"] = authorization

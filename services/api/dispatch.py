@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from celery import Celery
@@ -38,3 +38,16 @@ class Dispatcher:
             log.exception("could not send job %s to the broker; the sweeper will retry", job_id)
             return False
         return True
+
+    def queue_depths(self, queues: Sequence[str]) -> dict[str, int] | None:
+        """Messages waiting in each of ``queues``; None when the broker does not answer."""
+        try:
+            with self.celery.connection_for_read() as conn:
+                conn.ensure_connection(max_retries=1)
+                channel = conn.default_channel
+                # A declare (not passive: an empty Redis queue is no key at all) answers
+                # with the count, on Redis and on the filesystem transport alike.
+                return {q: int(channel.queue_declare(queue=q).message_count) for q in queues}
+        except (BrokerUnreachable, OSError) as exc:
+            log.warning("metrics: the broker did not answer (%s)", type(exc).__name__)
+            return None

@@ -7,15 +7,18 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
+from core.metrics import MULTIPROC_DIR, empty_folder
 from services.cli.db import redact
 from services.cli.http import console, err
 from services.settings import ApiSettings, PredictSettings
+from workers.settings import WorkerSettings
 
 
 @dataclass(frozen=True)
@@ -23,6 +26,8 @@ class Child:
     name: str
     command: list[str]
     where: str
+    # Its own variables on top of the environment kiln up runs in.
+    env: dict[str, str] = field(default_factory=dict)
 
 
 def up(
@@ -46,9 +51,16 @@ def up(
     env.setdefault(
         "DASHBOARD_PREDICT_URL", f"http://{reachable(predict.predict_host)}:{predict.predict_port}"
     )
-    children = plan(api, predict, workers)
+    # Each child with several processes gets a metrics folder of its own (plan), empty.
+    env.pop(MULTIPROC_DIR, None)
+    children = plan(api, predict, WorkerSettings(), workers)
+    for child in children:
+        if MULTIPROC_DIR in child.env:
+            empty_folder(Path(child.env[MULTIPROC_DIR]))
     # Own process groups: Ctrl-C reaches only this command, which stops the children in order.
-    procs = [(c, subprocess.Popen(c.command, env=env, start_new_session=True)) for c in children]
+    procs = [
+        (c, subprocess.Popen(c.command, env=env | c.env, start_new_session=True)) for c in children
+    ]
     _announce(api, procs)
     raise typer.Exit(supervise(procs))
 
@@ -58,9 +70,20 @@ def reachable(host: str) -> str:
     return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
 
 
-def plan(api: ApiSettings, predict: PredictSettings, workers: int) -> list[Child]:
-    """The processes `kiln up` starts, with their command lines."""
+def plan(
+    api: ApiSettings, predict: PredictSettings, worker: WorkerSettings, workers: int
+) -> list[Child]:
+    """The processes `kiln up` starts, with their command lines and their own variables.
+
+    A server with several processes, and every worker (its pool's children), counts its
+    metrics in a prometheus_client multiprocess folder of its own under KILN_HOME/metrics;
+    each worker serves them on its own port, from WORKER_METRICS_PORT up."""
     py = sys.executable
+    metrics = api.kiln_home.resolve() / "metrics"
+
+    def multiprocess(name: str, processes: int) -> dict[str, str]:
+        return {MULTIPROC_DIR: str(metrics / name)} if processes > 1 else {}
+
     uvicorn = [py, "-m", "uvicorn", "--factory", "--log-level", "warning"]
     children = [
         Child(
@@ -77,6 +100,7 @@ def plan(api: ApiSettings, predict: PredictSettings, workers: int) -> list[Child
                 str(api.api_workers),
             ],
             f"http://{api.api_host}:{api.api_port}  (docs: /docs, dashboard: /ui/)",
+            multiprocess("api", api.api_workers),
         ),
         Child(
             "predict",
@@ -94,16 +118,20 @@ def plan(api: ApiSettings, predict: PredictSettings, workers: int) -> list[Child
                 "--no-access-log",
             ],
             f"http://{predict.predict_host}:{predict.predict_port}  (/v2, /predict/{{model}})",
+            multiprocess("predict", predict.predict_workers),
         ),
     ]
     broker = "Redis" if api.redis_url else f"{api.broker_dir}"
     for i in range(workers):
+        port = worker.worker_metrics_port + i if worker.worker_metrics_port else 0
+        served = f"; metrics: http://{worker.worker_metrics_host}:{port}/metrics" if port else ""
         children.append(
             Child(
                 f"worker-{i + 1}",
                 [py, "-m", "celery", "-A", "workers.worker", "worker", "--loglevel", "INFO"]
                 + ["-n", f"kiln-{i + 1}@%h"],
-                f"Celery queues in WORKER_QUEUES (default 'training') on {broker}",
+                f"Celery queues in WORKER_QUEUES (default 'training') on {broker}{served}",
+                {"WORKER_METRICS_PORT": str(port), MULTIPROC_DIR: str(metrics / f"worker-{i + 1}")},
             )
         )
     return children

@@ -12,6 +12,7 @@ import contextlib
 import importlib
 import importlib.metadata
 import logging
+import os
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import cast
@@ -22,13 +23,15 @@ from fastapi.routing import APIRoute
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from core import metrics as core_metrics
 from core.access import KeyRing
 from core.errors import KilnError
-from services import docs, openapi
+from core.logs import LogSettings, configure
+from services import docs, openapi, request_ids
 from services.predict import access, friendly, infer, responses, v2
 from services.predict.batching import Batcher
 from services.predict.cache import ModelCache
-from services.predict.metrics import CacheCollector, PredictMetrics
+from services.predict.metrics import PredictMetrics
 from services.predict.model import OnnxModel
 from services.predict.request import RequestHook
 from services.predict.serving import ServingMiddleware
@@ -72,11 +75,15 @@ def create_app(
     app.include_router(v2.router)
     app.include_router(friendly.router)
 
+    scrape = core_metrics.scrape_registry(metrics.registry)
+
     @app.get("/metrics", tags=["ops"], summary="Prometheus metrics", response_class=Response)
     async def prometheus_metrics() -> Response:
         """Requests by model, version, route and status; latencies; batch sizes; loaded
         models with their execution provider; cache hits and loads."""
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        cache = cast(ModelCache | None, getattr(app.state, "model_cache", None))
+        metrics.sync(cache, scraping=True)
+        return Response(generate_latest(scrape), media_type=CONTENT_TYPE_LATEST)
 
     docs.install(app)
     openapi.install(app, models=[v2.InferRequest, friendly.PredictRequest])
@@ -92,6 +99,9 @@ def create_app(
         max_in_flight=settings.predict_max_in_flight,
         cache=lambda: cast(ModelCache | None, getattr(app.state, "model_cache", None)),
     )
+    # Around everything, ServingMiddleware and the error handlers included: every line of
+    # a request carries its id, and every answer, a 500 too.
+    request_ids.install(app)
     return app
 
 
@@ -115,13 +125,14 @@ def _lifespan(
             on_switch_failed=metrics.switch_failed,
             configure=_batching(settings, metrics),
         )
-        collector = CacheCollector(cache)
-        metrics.registry.register(collector)
         app.state.model_cache = cache
         # Loaded and warmed before the server reports ready; a model that cannot load
         # stops the start, rather than a ready server that fails its first requests.
         await cache.preload(preload)
         tasks = [asyncio.create_task(_refresh_forever(cache, settings))]
+        if core_metrics.multiprocess_dir():
+            # Another process may answer the scrape: this one's state must be there too.
+            tasks.append(asyncio.create_task(_sync_metrics_forever(metrics, cache)))
         if keys is not None:
             # Read before the server reports ready; then only in the background.
             await anyio.to_thread.run_sync(keys.refresh)
@@ -135,13 +146,19 @@ def _lifespan(
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-            metrics.registry.unregister(collector)
+            core_metrics.process_exited(os.getpid())
             # Only a source built here is ours to close; an injected one belongs to the caller.
             close = getattr(model_source, "close", None) if source is None else None
             if callable(close):
                 close()
 
     return lifespan
+
+
+async def _sync_metrics_forever(metrics: PredictMetrics, cache: ModelCache) -> None:
+    while True:
+        metrics.sync(cache)
+        await asyncio.sleep(0.5)
 
 
 def _batching(settings: PredictSettings, metrics: PredictMetrics) -> Callable[[OnnxModel], None]:
@@ -243,4 +260,5 @@ def _registry_keys(settings: PredictSettings) -> KeyRing:
 
 
 def app() -> FastAPI:
+    configure(LogSettings(), process="predict")
     return create_app(PredictSettings())

@@ -1,13 +1,19 @@
 """The predictor's Prometheus metrics: what the serving path counts, and the cache's
-state read at scrape time."""
+state and the requests in flight, copied in by `sync` (at each scrape, and twice a second
+in every process when several share PROMETHEUS_MULTIPROC_DIR), so that the serving path
+only bumps plain ints.
+
+With PREDICT_WORKERS > 1, every process writes its values to the multiprocess folder and
+any process's /metrics answers their totals (docs/decisions/0026): counters summed,
+loaded models and bytes and requests in flight summed over the live processes, and a
+model version's info 1 while any process holds it.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from services.predict.cache import ModelCache
 from services.predict.model import OnnxModel
@@ -52,10 +58,66 @@ class PredictMetrics:
         self.batch_rows = self._histogram(
             "kiln_predict_batch_rows", "Rows in one dynamic batch.", ["model"]
         )
+        self.loaded_models = Gauge(
+            "kiln_predict_loaded_models",
+            "Model versions held in memory.",
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
+        self.loaded_bytes = Gauge(
+            "kiln_predict_loaded_bytes",
+            "ONNX bytes of the model versions held in memory.",
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
+        self.model_info = Gauge(
+            "kiln_predict_model_info",
+            "1 for each loaded model version, with the execution provider it really got.",
+            ["model", "version", "provider"],
+            registry=registry,
+            multiprocess_mode="livemax",
+        )
+        self.cache_hits = self._counter(
+            "kiln_predict_cache_hits", "Requests served by an already loaded model.", []
+        )
+        self.cache_loads = self._counter("kiln_predict_cache_loads", "Model versions loaded.", [])
+        self.in_flight = Gauge(
+            "kiln_predict_in_flight",
+            "Requests being served now.",
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
+        self._in_flight: Callable[[], int] = lambda: 0
+        self._synced_hits = self._synced_loads = 0
+        self._info: set[tuple[str, str, str]] = set()
 
         # labels() takes a lock and builds tuples on every call, a tenth of a tiny request's
         # time; the label sets are few (resolved models x routes x statuses), so keep them.
         self._series: dict[tuple[str, int, str, int], tuple[Counter, Histogram]] = {}
+
+    def count_in_flight(self, read: Callable[[], int]) -> None:
+        """Where `sync` reads the requests in flight (the serving middleware's count)."""
+        self._in_flight = read
+
+    def sync(self, cache: ModelCache | None, *, scraping: bool = False) -> None:
+        """Copy the cache's state and the requests in flight into the metrics; a scrape
+        does not count itself as in flight."""
+        self.in_flight.set(self._in_flight() - scraping)
+        if cache is None:
+            return
+        self.loaded_models.set(len(cache))
+        self.loaded_bytes.set(cache.loaded_bytes)
+        info = {(m.name, str(m.version), m.provider) for m in cache.models()}
+        for labels in info:
+            self.model_info.labels(*labels).set(1)
+        # A multiprocess gauge cannot be removed, only zeroed.
+        for labels in self._info - info:
+            self.model_info.labels(*labels).set(0)
+        self._info = info
+        hits, loads = cache.hits, cache.loads
+        self.cache_hits.inc(hits - self._synced_hits)
+        self.cache_loads.inc(loads - self._synced_loads)
+        self._synced_hits, self._synced_loads = hits, loads
 
     def _counter(self, name: str, doc: str, labels: list[str]) -> Counter:
         return Counter(name, doc, labels, registry=self.registry)
@@ -88,36 +150,3 @@ class PredictMetrics:
     def batch(self, model: OnnxModel, requests: int, rows: int) -> None:
         self.batch_requests.labels(model.name).observe(requests)
         self.batch_rows.labels(model.name).observe(rows)
-
-
-class CacheCollector(Collector):
-    """Cache state read at scrape time, so the serving path only bumps plain ints."""
-
-    def __init__(self, cache: ModelCache) -> None:
-        self.cache = cache
-
-    def collect(self) -> Iterator[Metric]:
-        loaded = GaugeMetricFamily("kiln_predict_loaded_models", "Model versions held in memory.")
-        loaded.add_metric([], len(self.cache))
-        yield loaded
-        size = GaugeMetricFamily(
-            "kiln_predict_loaded_bytes", "ONNX bytes of the model versions held in memory."
-        )
-        size.add_metric([], self.cache.loaded_bytes)
-        yield size
-        info = GaugeMetricFamily(
-            "kiln_predict_model_info",
-            "1 for each loaded model version, with the execution provider it really got.",
-            labels=["model", "version", "provider"],
-        )
-        for model in self.cache.models():
-            info.add_metric([model.name, str(model.version), model.provider], 1)
-        yield info
-        hits = CounterMetricFamily(
-            "kiln_predict_cache_hits", "Requests served by an already loaded model."
-        )
-        hits.add_metric([], self.cache.hits)
-        yield hits
-        loads = CounterMetricFamily("kiln_predict_cache_loads", "Model versions loaded.")
-        loads.add_metric([], self.cache.loads)
-        yield loads

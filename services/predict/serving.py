@@ -77,6 +77,7 @@ class ServingMiddleware:
         self.cache = cache
         self.max_in_flight = max_in_flight
         self.in_flight = 0
+        metrics.count_in_flight(lambda: self.in_flight)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

@@ -137,6 +137,8 @@ def stack(
         WORKER_HEARTBEAT_INTERVAL_S="1",
         PYTHONUNBUFFERED="1",
     )
+    # A test module may set more of the stack's variables (PREDICT_WORKERS, say).
+    env.update(getattr(request.module, "STACK_ENV", {}))
     dbname = None
     if request.param == "postgres+redis":
         dbname = create_pg_database()

@@ -287,19 +287,20 @@ def test_serving_images_never_install_tensorflow(name: str) -> None:
     [
         ("api", ("services.api.app", "app"), 8000),
         ("predict", ("services.predict.app", "app"), 8001),
-        ("worker", ("workers.worker", "app"), None),
+        ("worker", ("workers.worker", "app"), 9101),
     ],
 )
-def test_dockerfile_starts_the_right_process(
-    name: str, target: tuple[str, str], port: int | None
-) -> None:
+def test_dockerfile_starts_the_right_process(name: str, target: tuple[str, str], port: int) -> None:
     path = DOCKERFILES[name]
     commands = dockerfile_commands(path)
     assert started_targets(commands) == {target}
     lines = dockerfile_instructions(path)
     exposed = {int(p) for line in lines if line.startswith("EXPOSE ") for p in line.split()[1:]}
-    assert exposed == ({port} if port else set())
-    if port:
+    assert exposed == {port}
+    if name == "worker":
+        # Its port is its metrics' (workers/metrics.py), served on every interface.
+        assert "ENV WORKER_METRICS_HOST=0.0.0.0" in lines
+    else:
         assert f"--port {port}" in commands.replace('", "', " ")
         assert "--factory" in commands
 

@@ -4,6 +4,7 @@ in one transaction. On a real SQLite registry, with bodies that stand for a job 
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -20,8 +21,10 @@ from registry.db import make_engine, make_sessionmaker, utcnow
 from registry.errors import DatasetNotFound
 from registry.models import TrainingJob
 from tests.factories import make_job, make_version
+from tests.logs import configured
 from training.errors import Cancelled
 from training.hooks import FoldResult
+from workers import metrics as worker_metrics
 from workers.jobrun import JobRun, run_job
 from workers.progress import Progress
 
@@ -342,3 +345,80 @@ def test_an_error_that_is_not_an_outage_is_not_tried_again(
     job = _job(sm, job_id)
     assert job.folds == []  # type: ignore[attr-defined]
     assert job.reason.startswith("internal_error: IntegrityError")  # type: ignore[attr-defined]
+
+
+def test_every_line_of_a_job_carries_its_id_the_heartbeats_too(
+    sm: sessionmaker[Session], job_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = logging.getLogger("kiln.worker")
+    beat_forever = JobRun._beat_forever
+
+    def beat_and_say_so(run: JobRun) -> None:
+        log.info("in the heartbeat thread")
+        beat_forever(run)
+
+    monkeypatch.setattr(JobRun, "_beat_forever", beat_and_say_so)
+
+    def body(_run: JobRun) -> str:
+        log.info("in the body")
+        raise ValueError("boom")
+
+    with configured("worker", log_format="json") as captured:
+        run_job(job_id, sm=sm, heartbeat_interval_s=BEAT, body=body)
+        log.info("after the job")
+
+    by_message = {line["message"]: line for line in captured.lines()}
+    assert by_message["in the body"]["job_id"] == job_id
+    assert by_message[f"job {job_id} failed"]["job_id"] == job_id  # run_job's own line
+    assert by_message["in the heartbeat thread"]["job_id"] == job_id
+    assert by_message["after the job"]["job_id"] is None
+    assert {line["process"] for line in by_message.values()} == {"worker"}
+
+
+def _sample(name: str, labels: dict[str, str] | None = None) -> float:
+    return worker_metrics._registry.get_sample_value(name, labels or {}) or 0.0
+
+
+def test_every_end_and_every_stored_fold_is_counted(sm: sessionmaker[Session]) -> None:
+    with sm() as session:
+        ids = [make_job(session, model_name=f"counted-{i}").id for i in range(3)]
+        session.commit()
+    succeeded = {"kind": "train", "outcome": "succeeded"}
+    failed = {"kind": "train", "outcome": "failed"}
+    before = (
+        _sample("kiln_worker_jobs_total", succeeded),
+        _sample("kiln_worker_jobs_total", failed),
+        _sample("kiln_worker_job_failures_total", {"reason": "dataset_not_found"}),
+        _sample("kiln_worker_job_failures_total", {"reason": "internal_error"}),
+        _sample("kiln_worker_fold_duration_seconds_count", {"kind": "train"}),
+        _sample("kiln_worker_fold_duration_seconds_sum", {"kind": "train"}),
+    )
+
+    def folds(run: JobRun) -> str:
+        assert _sample("kiln_worker_jobs_running") == 1
+        run.store_fold(FoldResult(0, 8, 2, {"f1": 0.5}, {}, seconds=1.5))
+        run.store_fold(FoldResult(1, 8, 2, {"f1": 0.5}, {}, seconds=2.5))
+        return "done"
+
+    def missing(_run: JobRun) -> str:
+        raise DatasetNotFound("no dataset with id 'x'")
+
+    def broken(_run: JobRun) -> str:
+        raise ValueError("boom")
+
+    for job_id, body in zip(ids, (folds, missing, broken), strict=True):
+        run_job(job_id, sm=sm, heartbeat_interval_s=3600, body=body)
+
+    after = (
+        _sample("kiln_worker_jobs_total", succeeded),
+        _sample("kiln_worker_jobs_total", failed),
+        _sample("kiln_worker_job_failures_total", {"reason": "dataset_not_found"}),
+        _sample("kiln_worker_job_failures_total", {"reason": "internal_error"}),
+        _sample("kiln_worker_fold_duration_seconds_count", {"kind": "train"}),
+        _sample("kiln_worker_fold_duration_seconds_sum", {"kind": "train"}),
+    )
+    assert [a - b for a, b in zip(after, before, strict=True)] == [1, 2, 1, 1, 2, 4.0]
+    assert _sample("kiln_worker_jobs_running") == 0
+    with sm() as session:
+        stored = views.job(session, job_id=ids[0]).folds
+    assert [f.seconds for f in stored] == [1.5, 2.5]

@@ -113,7 +113,8 @@ CASES: dict[str, tuple[str, str, str, dict[str, Any], int]] = {
     ),
     "keys-revoke_key": ("admin", "DELETE", "/keys/{key}", {}, 200),
 }
-PUBLIC = {"health-healthz"}
+# Read by probes and Prometheus, without a key (as the predictor's are).
+PUBLIC = {"health-healthz", "ops-prometheus_metrics"}
 # A key with every scope but the one needed (and admin, which holds them all).
 LACKING = {
     "read": ("predict",),
