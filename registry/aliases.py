@@ -14,8 +14,9 @@ unique (model, name) constraint and a retry stay as the backstop.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -23,8 +24,12 @@ from sqlalchemy.orm import Session
 
 from registry.db import utcnow
 from registry.errors import AliasContention, AliasInvalid, AliasNotFound, NoPreviousVersion
-from registry.models import Alias, AliasEvent, RegisteredModel
+from registry.models import Alias, AliasEvent, ModelVersion, RegisteredModel
 from registry.versions import get_model, get_version, lock_model
+
+# Asked, under the model's lock, with the version the alias points at now (None for a new
+# alias) and the target: the figures to record with the move, or it raises to refuse it.
+Gate = Callable[[ModelVersion | None, ModelVersion], dict[str, Any] | None]
 
 ALIAS_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 # `latest` means the newest version, `v3` would read as a version number, and
@@ -62,11 +67,19 @@ def set_alias(
     version: int,
     actor: str | None = None,
     reason: str | None = None,
+    gate: Gate | None = None,
 ) -> AliasEvent:
-    """Point `alias` at `version` (create or move) and record the move."""
+    """Point `alias` at `version` (create or move) and record the move; with ``gate``, only
+    when the gate passes, checked against where the alias points under the model's lock."""
     check_alias_name(alias)
     model = lock_model(session, name=model_name)
     target = get_version(session, model_name=model_name, version=version)
+    passed = None
+    if gate is not None:
+        now_at = _current(session, model.id, alias)
+        passed = gate(
+            None if now_at is None else session.get(ModelVersion, now_at.model_version_id), target
+        )
     for _ in range(_INSERT_RETRIES):
         row = _current(session, model.id, alias)
         now = utcnow()
@@ -95,7 +108,9 @@ def set_alias(
         raise AliasContention(
             f"alias {alias!r} of model {model_name!r} kept changing under this request; try again"
         )
-    return _record(session, model, alias, from_version, target.version, actor, reason, now)
+    return _record(
+        session, model, alias, from_version, target.version, actor, reason, now, gate=passed
+    )
 
 
 def _record(
@@ -107,6 +122,8 @@ def _record(
     actor: str | None,
     reason: str | None,
     at: datetime,
+    *,
+    gate: dict[str, Any] | None = None,
 ) -> AliasEvent:
     event = AliasEvent(
         registered_model_id=model.id,
@@ -115,6 +132,7 @@ def _record(
         to_version=to_version,
         actor=actor,
         reason=reason,
+        gate=gate,
         at=at,
     )
     session.add(event)

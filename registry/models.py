@@ -256,6 +256,8 @@ class AliasEvent(Base):
     to_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
     actor: Mapped[str | None] = mapped_column(String(200), nullable=True)
     reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # The promotion gate this move passed, with its figures (services/api/gates.py).
+    gate: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 

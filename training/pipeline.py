@@ -52,8 +52,11 @@ def run_training(
     if spec.test_split > 0:
         # Carved out before k-fold: neither the folds nor the refit ever see these rows.
         X, X_test, y, y_test = hold_out(X, y, share=spec.test_split, spec=spec)
-    folds = run_kfold(plan, X, y, processes=fold_processes)
+    # Without cross-validation (data too small to fold) the metrics are the refit's scores
+    # on its own training rows; the version says so (its spec's cross_validation).
+    folds = run_kfold(plan, X, y, processes=fold_processes) if spec.cross_validation else []
     model = fit_full(plan, X, y)
+    summary = summarize([f.metrics for f in folds] or [score(spec, model, X, y)])
     test_metrics = None
     if X_test is not None and y_test is not None:
         test_metrics = score(spec, model, X_test, y_test)
@@ -69,7 +72,7 @@ def run_training(
         )
     return TrainingResult(
         folds=folds,
-        summary=summarize([f.metrics for f in folds]),
+        summary=summary,
         onnx_bytes=onnx_bytes,
         keras_bytes=_keras_bytes(model),
         parity=parity,

@@ -24,7 +24,7 @@ def train(run: JobRun, *, store: ArtifactStore, fold_processes: int = 1) -> str:
 
     job, dataset = run.job, run.job.dataset
     spec = ModelSpec.model_validate(job.spec)
-    progress = run.track(Progress(n_folds=spec.k_folds, epochs=spec.epochs))
+    progress = run.track(Progress(n_folds=spec.n_folds, epochs=spec.epochs))
     window = None if spec.window is None else (spec.window.steps, spec.window.horizon)
     table = load_dataset(
         store.get(dataset.sha256),

@@ -53,3 +53,18 @@ class IdempotencyKeyInProgress(KilnError):
 class PredictorUnreachable(KilnError):
     kind = ErrorKind.UNAVAILABLE
     code = "predictor_unreachable"
+
+
+class GateRefused(KilnError):
+    kind = ErrorKind.CONFLICT
+    code = "gate_refused"
+
+
+class NotComparable(KilnError):
+    kind = ErrorKind.CONFLICT
+    code = "not_comparable"
+
+
+class GateMetricUnknown(KilnError):
+    kind = ErrorKind.INVALID
+    code = "gate_metric_unknown"

@@ -76,7 +76,7 @@ def check_spec_size(spec: ModelSpec, data: DataInfo, settings: ApiSettings) -> N
             f"{settings.spec_max_parameters:,} (SPEC_MAX_PARAMETERS). Use fewer or "
             "smaller layers"
         )
-    fits = spec.k_folds + 1  # every fold, then the refit on all rows
+    fits = spec.n_folds + 1  # every fold, then the refit on all rows
     work = spec.epochs * data.n_rows * fits
     if work > settings.spec_max_epoch_rows:
         raise SpecOverLimit(

@@ -105,6 +105,9 @@ class FoldRead(_Read):
     n_val: int
     metrics: dict[str, Any]
     history: dict[str, list[float]]
+    seconds: float | None = Field(
+        default=None, description="The fold's fit and scoring time; null for older folds."
+    )
 
 
 class JobRead(_Read):
@@ -190,7 +193,13 @@ class ModelVersionRead(BaseModel):
     dataset: DatasetRef
     spec: dict[str, Any]
     metrics: dict[str, MetricSummary] = Field(
-        description="Each metric's mean and standard deviation over the k folds."
+        description="Each metric's mean and standard deviation over the k folds (see metrics_on)."
+    )
+    metrics_on: Literal["folds", "training_rows"] = Field(
+        description="'folds': scored on each fold's held-out rows. 'training_rows': the spec "
+        "asked for no cross-validation (data too small to fold), so the metrics are the "
+        "model's scores on the rows it was trained on (std 0): they say it fits them, not "
+        "how it does on new rows."
     )
     test_metrics: dict[str, Any] | None = Field(
         default=None,
@@ -219,11 +228,43 @@ class ModelRead(BaseModel):
     versions: list[int]
 
 
+class PromotionGate(BaseModel):
+    """Move the alias only when the candidate beats the version it points at now."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    metric: Text = Field(
+        max_length=100,
+        description="A fold metric both versions have (f1, accuracy, rmse, ...); lower is "
+        "better for loss, log_loss, mse, rmse, mae and error_rate, higher for the rest.",
+    )
+    min_delta: float = Field(
+        default=0.0,
+        ge=-1e6,
+        le=1e6,
+        description="How much better the candidate's mean must be, in the metric's units; "
+        "negative for a non-inferiority margin (not worse by more than this).",
+    )
+    alpha: float = Field(
+        default=0.05,
+        gt=0.0,
+        lt=1.0,
+        description="The one-sided paired test's significance level.",
+    )
+
+
 class AliasSet(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     version: int = Field(ge=1, le=MAX_VERSION, description="The version the alias will point at.")
     reason: Text | None = Field(default=None, max_length=2000)
+    gate: PromotionGate | None = Field(
+        default=None,
+        description="Compare with the version the alias points at, fold by fold, and refuse "
+        "(409) unless the candidate is better by min_delta at significance alpha. Both "
+        "versions must have been cross-validated on the same folds (dataset, k_folds, seed, "
+        "test_split, window).",
+    )
 
 
 class AliasRollback(BaseModel):
@@ -249,6 +290,9 @@ class AliasEventRead(_Read):
     to_version: int | None = Field(description="None when the alias was deleted.")
     actor: str | None
     reason: str | None
+    gate: dict[str, Any] | None = Field(
+        default=None, description="The promotion gate this move passed, with its figures."
+    )
     at: datetime
 
 

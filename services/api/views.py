@@ -109,6 +109,7 @@ def version_read(request: Request, mv: ModelVersion) -> ModelVersionRead:
         dataset=DatasetRef.model_validate(mv.dataset),
         spec=mv.spec,
         metrics=mv.metrics,
+        metrics_on="training_rows" if mv.spec.get("cross_validation") is False else "folds",
         test_metrics=mv.test_metrics,
         folds=[FoldRead.model_validate(f) for f in mv.folds],
         parity=mv.parity,

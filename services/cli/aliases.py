@@ -51,6 +51,13 @@ def _move(
     src = "nothing" if event["from_version"] is None else f"v{event['from_version']}"
     dst = "deleted" if event["to_version"] is None else f"v{event['to_version']}"
     console.print(f"{name}@{event['alias']}: {src} → {dst}")
+    gate = event.get("gate") or {}
+    if "p_value" in gate:
+        console.print(
+            f"gate on {gate['metric']} passed: v{gate['candidate']['version']} "
+            f"{gate['candidate']['mean']:.4f} vs v{gate['current']['version']} "
+            f"{gate['current']['mean']:.4f}, p = {gate['p_value']:.4g} < {gate['alpha']:g}"
+        )
 
 
 @app.command("set")
@@ -59,11 +66,27 @@ def set_(
     alias: str,
     version: int,
     reason: Reason = None,
+    gate: Annotated[
+        str | None,
+        typer.Option(
+            help="Move only if VERSION beats the alias's version on this fold metric "
+            "(a paired test over the same folds); refused otherwise."
+        ),
+    ] = None,
+    min_delta: Annotated[
+        float, typer.Option(help="With --gate: how much better (negative: a margin).")
+    ] = 0.0,
+    alpha: Annotated[
+        float, typer.Option(help="With --gate: the test's significance level.")
+    ] = 0.05,
     json: Json = False,
     api_url: ApiUrl = DEFAULT_API,
 ) -> None:
     """Point ALIAS at VERSION (create or move it: a promotion)."""
-    _move(api_url, "PUT", name, alias, json=json, body={"version": version, "reason": reason})
+    body: dict[str, Any] = {"version": version, "reason": reason}
+    if gate is not None:
+        body["gate"] = {"metric": gate, "min_delta": min_delta, "alpha": alpha}
+    _move(api_url, "PUT", name, alias, json=json, body=body)
 
 
 @app.command("delete")

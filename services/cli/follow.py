@@ -54,14 +54,25 @@ def _epochs_run(curves: Mapping[str, Sequence[float]]) -> int:
     return len(curves.get("loss") or next(iter(curves.values()), []))
 
 
+def n_folds(spec: Mapping[str, Any]) -> int:
+    """The folds a job's spec trains: k_folds (5 unless set), 0 without cross-validation."""
+    return 0 if spec.get("cross_validation") is False else int(spec.get("k_folds", 5))
+
+
+def evaluated_on(spec: Mapping[str, Any]) -> str:
+    """What a version's metrics were scored on, in words."""
+    k = n_folds(spec)
+    return f"{k}-fold" if k else "no cross-validation: scores on the training rows"
+
+
 def fits(job: Mapping[str, Any], history: Mapping[str, Any] | None = None) -> list[Fit]:
     """Every fit of the job, folds in order and the refit last, from the job (its folds
     and its progress) and, where given, its history."""
     spec = job.get("spec") or {}
     progress = job.get("progress") or {}
-    n_folds = int(progress.get("n_folds") or spec.get("k_folds") or 0)
+    k = int(progress.get("n_folds", n_folds(spec)))
     epochs = int(progress.get("epochs") or spec.get("epochs") or 0)
-    by_key = {str(k): Fit(str(k), f"fold {k}/{n_folds}", epochs) for k in range(1, n_folds + 1)}
+    by_key = {str(i): Fit(str(i), f"fold {i}/{k}", epochs) for i in range(1, k + 1)}
     by_key["refit"] = Fit("refit", "refit", epochs)
     for f in job.get("folds") or []:
         fit = by_key.setdefault(str(f["fold"]), Fit(str(f["fold"]), f"fold {f['fold']}", epochs))
@@ -144,7 +155,7 @@ def summary(job: Mapping[str, Any], version: Mapping[str, Any] | None = None) ->
     (population std, over the folds that have the metric)."""
     folds = sorted(job.get("folds") or [], key=lambda f: f["fold"])
     if not folds:
-        return None
+        return _training_rows(job, version)
     names: list[str] = []
     for f in folds:
         names += [n for n in _scalars(f["metrics"]) if n not in names]
@@ -155,7 +166,7 @@ def summary(job: Mapping[str, Any], version: Mapping[str, Any] | None = None) ->
         *(f"fold {f['fold']}" for f in folds),
         "mean ± std",
         title=f"job {job['id']}: {job['state']}, {len(folds)} of "
-        f"{(job.get('spec') or {}).get('k_folds', len(folds))} folds",
+        f"{n_folds(job.get('spec') or {})} folds",
     )
     if test:
         table.add_column(f"test ({test.get('n_test')} rows)")
@@ -170,6 +181,22 @@ def summary(job: Mapping[str, Any], version: Mapping[str, Any] | None = None) ->
         if test:
             cells.append(number(test.get(name)))
         table.add_row(*cells)
+    return table
+
+
+def _training_rows(job: Mapping[str, Any], version: Mapping[str, Any] | None) -> Table | None:
+    # A job without cross-validation has no folds: its version's metrics are the model's
+    # scores on the rows it trained on.
+    stored = (version or {}).get("metrics") or {}
+    if not stored:
+        return None
+    table = Table(
+        "metric",
+        "training rows",
+        title=f"job {job['id']}: {job['state']}, {evaluated_on(job.get('spec') or {})}",
+    )
+    for name, stats in stored.items():
+        table.add_row(name, number(stats.get("mean")))
     return table
 
 
@@ -245,10 +272,10 @@ class Bars:
                     f"job {self.job_id} running on {job.get('worker')} (attempt {job['attempt']})"
                 )
         folds = {f["fold"]: f for f in job.get("folds") or []}
-        n_folds = (job.get("spec") or {}).get("k_folds")
+        k_folds = n_folds(job.get("spec") or {})
         if self.seen_folds is not None:
             for k in sorted(folds.keys() - self.seen_folds):
-                self.say(fold_line(folds[k], n_folds))
+                self.say(fold_line(folds[k], k_folds))
         self.seen_folds = set(folds)
         phase = (job.get("progress") or {}).get("phase")
         if phase == "refit" and self.phase != "refit":

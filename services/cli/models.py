@@ -14,6 +14,7 @@ from rich.table import Table
 
 from services.cli import aliases, files, http, jobs
 from services.cli.errors import CliError
+from services.cli.follow import evaluated_on
 from services.cli.http import DEFAULT_API, ApiUrl
 from services.cli.output import Json, Quiet, console, emit_json, err, print_json
 
@@ -80,7 +81,7 @@ def show(
         emit_json(mv)
         return
     version = str(number)
-    table = Table("metric", "mean", "std", title=f"{name} v{version}: {mv['spec']['k_folds']}-fold")
+    table = Table("metric", "mean", "std", title=f"{name} v{version}: {evaluated_on(mv['spec'])}")
     test = mv.get("test_metrics") or {}
     if test:
         table.add_column(f"test ({test.get('n_test')} rows)")

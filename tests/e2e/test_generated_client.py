@@ -87,6 +87,7 @@ def _spec(m: Any) -> Any:
         epochs=15,
         batch_size=32,
         k_folds=3,
+        cross_validation=True,
         seed=7,
         validation_split=0.0,
         test_split=0.2,

@@ -85,6 +85,8 @@ def check_against_data(spec: ModelSpec, data: DataInfo) -> None:
     infer_shapes(spec.layers, input_shape(spec, data))
     if spec.task != Task.REGRESSION:
         _check_classes(spec, data.class_counts)
+    elif spec.window is None:
+        _check_rows(spec, data)
 
 
 def _check_window(spec: ModelSpec, data: DataInfo) -> None:
@@ -125,7 +127,7 @@ def _check_window(spec: ModelSpec, data: DataInfo) -> None:
             + (f", after test_split={spec.test_split:g}" if spec.test_split else "")
             + (f" and validation_split={spec.validation_split:g}" if spec.validation_split else "")
             + f", needs at least {needed} windows: use a shorter window or horizon, fewer "
-            "folds, or a longer series"
+            f"folds, a longer series, {NO_CROSS_VALIDATION}"
         )
 
 
@@ -141,6 +143,8 @@ def _windows_fold(n: int, spec: ModelSpec) -> bool:
         return n if share == 0 else n - math.ceil(n * share) - gap
 
     n = kept(n, spec.test_split)
+    if not spec.cross_validation:
+        return kept(n, spec.validation_split) >= 1
     fold_size = n // (spec.k_folds + 1)
     first_training = n - gap - spec.k_folds * fold_size
     return fold_size >= 1 and kept(first_training, spec.validation_split) >= 1
@@ -174,8 +178,16 @@ def _check_classes(spec: ModelSpec, class_counts: dict[str, int] | None) -> None
                 f"class_weight needs one weight per class label of the target, "
                 f"{sorted(class_counts)}; unknown: {unknown}, missing: {missing}"
             )
-    _check_folds(spec, class_counts)
+    if spec.cross_validation:
+        _check_folds(spec, class_counts)
     _check_splits(spec, class_counts)
+
+
+# Where a refusal for data too small to fold points.
+NO_CROSS_VALIDATION = (
+    'or set "cross_validation": false to train on every row and score the model on those '
+    "same rows (marked as training-row metrics in the version)"
+)
 
 
 def _check_folds(spec: ModelSpec, class_counts: dict[str, int]) -> None:
@@ -184,10 +196,25 @@ def _check_folds(spec: ModelSpec, class_counts: dict[str, int]) -> None:
         # The k folds split what the test split leaves of the smallest class.
         smallest = math.floor(smallest * (1 - spec.test_split))
     if spec.k_folds > smallest:
+        after = f" after test_split={spec.test_split:g}" if spec.test_split > 0 else ""
+        fewer = f"lower k_folds to {smallest} or less, " if smallest >= 2 else ""
         raise SpecDataMismatch(
-            f"k_folds={spec.k_folds} is larger than the smallest class "
-            f"({smallest_label!r} has {smallest} rows); stratified k-fold needs k <= {smallest}"
-            + (f" after test_split={spec.test_split:g}" if spec.test_split > 0 else "")
+            f"k_folds={spec.k_folds} is larger than the smallest class ({smallest_label!r} "
+            f"has {smallest} row{'' if smallest == 1 else 's'}{after}): stratified k-fold puts a row of every class in "
+            f"each fold; {fewer}add rows, {NO_CROSS_VALIDATION}"
+        )
+
+
+def _check_rows(spec: ModelSpec, data: DataInfo) -> None:
+    # Plain k-fold (regression) needs a row in each fold; stratified k-fold is checked
+    # against the classes (_check_folds), windows against the series (_check_window).
+    rows = math.floor(data.n_rows * (1 - spec.test_split))
+    if spec.cross_validation and rows < spec.k_folds:
+        raise SpecDataMismatch(
+            f"k_folds={spec.k_folds} needs at least {spec.k_folds} rows to fold; the data has "
+            f"{rows}"
+            + (f" after test_split={spec.test_split:g}" if spec.test_split else "")
+            + f": lower k_folds, add rows, {NO_CROSS_VALIDATION}"
         )
 
 
@@ -202,9 +229,11 @@ def _check_splits(spec: ModelSpec, class_counts: dict[str, int]) -> None:
             f"the {n_classes} classes; raise test_split"
         )
     if spec.validation_split > 0:
-        k, test = spec.k_folds, spec.test_split
-        fit_rows = math.floor(total * (1 - test) * (k - 1) / k)
-        in_fit = math.floor(min(class_counts.values()) * (1 - test) * (k - 1) / k)
+        test = spec.test_split
+        # A fold trains on (k-1)/k of the rows; without cross-validation, on all of them.
+        share = (spec.k_folds - 1) / spec.k_folds if spec.cross_validation else 1.0
+        fit_rows = math.floor(total * (1 - test) * share)
+        in_fit = math.floor(min(class_counts.values()) * (1 - test) * share)
         if math.ceil(fit_rows * spec.validation_split) < n_classes or in_fit < 2:
             raise SpecDataMismatch(
                 f"validation_split={spec.validation_split:g} cannot hold out a row of every "

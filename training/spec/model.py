@@ -33,6 +33,12 @@ class ModelSpec(Strict):
     epochs: int = Field(default=50, ge=1, le=10000)
     batch_size: int = Field(default=32, ge=1, le=65536)
     k_folds: int = Field(default=5, ge=2, le=50)
+    cross_validation: bool = Field(
+        default=True,
+        description="false: for data too small to fold (the AND and XOR gates): no k-fold; "
+        "the model trains on every row and its metrics are its scores on those same rows, "
+        "marked as such in the version (metrics_on: training_rows). k_folds is then unused.",
+    )
     seed: int = Field(default=0, ge=0, le=2**31 - 1)
     window: Window | None = Field(
         default=None,
@@ -69,6 +75,11 @@ class ModelSpec(Strict):
         description="Share of rows (stratified) held out before k-fold; the final model is "
         "scored on them and the scores stored as the version's test_metrics.",
     )
+
+    @property
+    def n_folds(self) -> int:
+        """The folds a run trains before its refit: k_folds, or 0 without cross-validation."""
+        return self.k_folds if self.cross_validation else 0
 
     @model_validator(mode="after")
     def _fits_task(self) -> ModelSpec:

@@ -63,7 +63,10 @@ def set_alias(
     session: SessionDep, who: AdminCaller, name: Text, alias: Text, body: AliasSet
 ) -> AliasEventRead:
     """Create the alias or move it (a promotion). The change is recorded with the version
-    it came from, the owner of the API key and the optional reason. Alias names are 1 to
+    it came from, the owner of the API key and the optional reason. With a `gate`, the
+    move happens only when the candidate beats the version the alias points at on the
+    same folds (409 `gate_refused` with both means, the difference and the p-value, or
+    409 `not_comparable`); the figures of a passed gate are recorded with the move. Alias names are 1 to
     63 lowercase letters, digits, '-' or '_', starting with a letter; 'latest', 'history'
     and 'v<number>' are reserved."""
     event = usecases.set_alias(session, name=name, alias=alias, body=body, actor=who.actor)

@@ -6,12 +6,14 @@ move `production`, whether a candidate beats the version it replaces) belong.
 
 from __future__ import annotations
 
+import functools
 from typing import TypeVar
 
 from sqlalchemy.orm import Session
 
 from registry import aliases, tags, versions
 from registry.models import AliasEvent, ModelVersion, RegisteredModel
+from services.api import gates
 from services.api.schemas import AliasRollback, AliasSet
 
 T = TypeVar("T")
@@ -60,11 +62,17 @@ def tag(
 def set_alias(
     session: Session, *, name: str, alias: str, body: AliasSet, actor: str | None
 ) -> AliasEvent:
-    version, reason = body.version, body.reason
+    rule = body.gate
     return _committed(
         session,
         aliases.set_alias(
-            session, model_name=name, alias=alias, version=version, actor=actor, reason=reason
+            session,
+            model_name=name,
+            alias=alias,
+            version=body.version,
+            actor=actor,
+            reason=body.reason,
+            gate=None if rule is None else functools.partial(gates.check, rule),
         ),
     )
 

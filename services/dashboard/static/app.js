@@ -614,7 +614,11 @@
         ["job", link(`#/jobs/${v.job_id}`, v.job_id)],
       ])),
       h("div", { class: "grid2" },
-      section("Metrics over the folds", foldTable(v.folds, v.metrics),
+      v.metrics_on === "training_rows"
+        ? section("Metrics on the training rows (no cross-validation)",
+          h("p", { class: "muted" }, "The spec asked for no cross-validation: these are the model's scores on the rows it was trained on, not an estimate for new rows."),
+          kv(Object.entries(v.metrics).map(([k, x]) => [k, fmt(x.mean)])))
+        : section("Metrics over the folds", foldTable(v.folds, v.metrics),
         v.test_metrics ? h("div", {}, h("h3", {}, "Held-out test rows"), kv(Object.entries(v.test_metrics).filter(([, x]) => typeof x === "number").map(([k, x]) => [k, fmt(x)]))) : null),
       section("Confusion matrix", h("p", {}, h("label", {}, "Show ", picker)), heat)),
       h("div", { class: "grid2" },

@@ -256,3 +256,36 @@ def test_codes_outside_the_embedding_are_refused_before_training() -> None:
     table = Table(X, np.zeros(4, dtype=np.float32), ["a", "b"], None, "y")
     with pytest.raises(DataError, match="Raise input_dim to at least 8"):
         run_training(table, spec=spec)
+
+
+def test_xor_without_cross_validation_is_scored_on_its_training_rows() -> None:
+    # The course's first exercise: four rows, too few to fold.
+    xor = pd.DataFrame({"a": [0, 0, 1, 1], "b": [0, 1, 0, 1], "target": [0, 1, 1, 0]})
+    table = load_table(_csv(xor), target="target", task="binary")
+    spec = ModelSpec.model_validate(
+        {
+            "task": "binary",
+            "loss": "binary_crossentropy",
+            "layers": [
+                {"type": "Dense", "units": 8, "activation": "tanh"},
+                {"type": "Dense", "units": 1, "activation": "sigmoid"},
+            ],
+            "optimizer": {"name": "adam", "learning_rate": 0.05},
+            "epochs": 300,
+            "batch_size": 4,
+            "seed": 1,
+            "cross_validation": False,
+        }
+    )
+    fits: list[tuple[Any, ...]] = []
+
+    result = run_training(table, spec=spec, hooks=Hooks(on_epoch=lambda *a: fits.append(a)))
+
+    assert result.folds == []
+    assert {fit[0] for fit in fits} == {"refit"}  # one fit, on every row
+    session = ort.InferenceSession(result.onnx_bytes, providers=["CPUExecutionProvider"])
+    (proba,) = session.run(["output"], {"features": table.X})
+    labels = (proba[:, -1] >= 0.5).astype(int)
+    # The stored figures are the exported model's scores on the rows it trained on.
+    assert result.summary["accuracy"] == {"mean": float(np.mean(labels == table.y)), "std": 0.0}
+    assert result.summary["accuracy"]["mean"] == 1.0  # XOR is learnt, not scored as 0

@@ -208,6 +208,20 @@ def test_fits_read_the_progress_the_history_and_the_folds() -> None:
     assert finished["refit"].done
 
 
+def test_a_job_without_cross_validation_has_one_fit_and_training_row_metrics() -> None:
+    spec = {"k_folds": 5, "epochs": 3, "cross_validation": False}
+    job = _job_dict(spec=spec, state="succeeded")
+    assert [f.label for f in follow.fits(job)] == ["refit"]
+    version = {"metrics": {"accuracy": {"mean": 1.0, "std": 0.0}}, "spec": spec}
+    table = follow.summary(job, version)
+    assert table is not None
+    out = io.StringIO()
+    Console(file=out, width=120).print(table)
+    text = " ".join(out.getvalue().split())  # the title wraps at the table's width
+    assert "no cross-validation: scores on the training rows" in text
+    assert "│ accuracy │ 1.0000" in text
+
+
 def test_the_validation_metric_shown() -> None:
     logs = {"loss": 0.1, "val_loss": 0.2, "val_accuracy": 0.9, "val_auc": 0.95}
     assert follow.validation_metric(logs) == "val_accuracy"

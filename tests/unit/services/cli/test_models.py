@@ -73,3 +73,14 @@ def test_retrain_queues_a_job_from_the_version(kiln: Any, name: str, client: Tes
     refused = kiln("models", "retrain", name, "2", "--dataset", "sklearn:iris")
     assert refused.exit_code == 1
     assert "needs exactly 2 classes" in refused.output
+
+
+def test_a_gated_alias_set_that_cannot_compare_is_refused(
+    kiln: Any, name: str, client: TestClient
+) -> None:
+    assert kiln("models", "alias", "set", name, "production", "1").exit_code == 0
+    # The two versions were trained on different datasets: their folds are not the same.
+    out = kiln("models", "alias", "set", name, "production", "2", "--gate", "f1", "--alpha", "0.1")
+    assert out.exit_code == 1, out.output
+    assert "not evaluated on the same folds" in " ".join(out.output.split())
+    assert client.get(f"/models/{name}/aliases/production").json()["version"] == 1

@@ -128,3 +128,51 @@ def test_a_series_too_short_to_fold_in_time_order_is_refused_with_the_count() ->
     with pytest.raises(SpecDataMismatch, match=r"leaves 36 windows .* needs at least \d+ windows"):
         check_against_data(spec, short)
     check_against_data(spec, DataInfo(DataKind.TABLE, n_rows=80, item_shape=(4,), n_columns=5))
+
+
+GATE = {
+    "task": "binary",
+    "loss": "binary_crossentropy",
+    "layers": [
+        {"type": "Dense", "units": 4, "activation": "tanh"},
+        {"type": "Dense", "units": 1, "activation": "sigmoid"},
+    ],
+}
+
+
+@pytest.mark.parametrize(
+    ("counts", "advice"),
+    [
+        # AND: one row of class 1, so no k can stratify it.
+        ({"0": 3, "1": 1}, 'add rows, or set "cross_validation": false'),
+        # XOR: two rows a class; k=2 folds, k=5 does not.
+        ({"0": 2, "1": 2}, 'lower k_folds to 2 or less, add rows, or set "cross_validation"'),
+    ],
+)
+def test_data_too_small_to_fold_is_pointed_at_no_cross_validation(
+    counts: dict[str, int], advice: str
+) -> None:
+    info = DataInfo(DataKind.TABLE, n_rows=4, item_shape=(2,), class_counts=counts, n_columns=3)
+    with pytest.raises(SpecDataMismatch) as refused:
+        check_against_data(ModelSpec.model_validate(GATE), info)
+    assert "k_folds=5 is larger than the smallest class" in str(refused.value)
+    assert advice in str(refused.value)
+    # What the advice says is accepted.
+    check_against_data(ModelSpec.model_validate(GATE | {"cross_validation": False}), info)
+
+
+def test_regression_rows_fewer_than_folds_are_refused_at_the_door() -> None:
+    info = DataInfo(DataKind.TABLE, n_rows=3, item_shape=(2,), n_columns=3)
+    with pytest.raises(SpecDataMismatch, match=r"k_folds=5 needs at least 5 rows .* has 3"):
+        check_against_data(_spec([]), info)
+    check_against_data(_spec([], cross_validation=False), info)
+
+
+def test_a_short_series_trains_without_cross_validation() -> None:
+    info = DataInfo(DataKind.TABLE, n_rows=12, item_shape=(1,), n_columns=2)
+    spec = _spec([{"type": "GRU", "units": 2}], window={"steps": 4, "horizon": 1})
+    with pytest.raises(SpecDataMismatch, match='set "cross_validation": false'):
+        check_against_data(spec, info)
+    check_against_data(spec.model_copy(update={"cross_validation": False}), info)
+    assert spec.n_folds == 5
+    assert spec.model_copy(update={"cross_validation": False}).n_folds == 0

@@ -87,3 +87,47 @@ def test_rollback_with_no_previous_is_409(client: TestClient, model: dict[str, A
     resp = client.post(f"/models/{name}/aliases/production/rollback", json={})
     assert resp.status_code == 409
     assert "no previous version" in resp.json()["detail"]
+
+
+def test_a_gated_promotion_moves_only_on_evidence_from_the_same_folds(
+    client: TestClient, model: dict[str, Any]
+) -> None:
+    # v1's folds score f1 0.80, 0.90, 0.70; v2's 0.95, 0.93, 0.94 (same dataset, same
+    # fold settings); v3 was trained on another dataset.
+    name = model["name"]
+    url = f"/models/{name}/aliases/production"
+    assert client.put(url, json={"version": 1}).status_code == 200
+
+    strict = client.put(url, json={"version": 2, "gate": {"metric": "f1", "alpha": 0.05}})
+    assert strict.status_code == 409, strict.text
+    problem = strict.json()
+    assert problem["code"] == "gate_refused"
+    for figure in ("f1", "v2 mean 0.9400", "v1 mean 0.8000", "difference +0.1400", "p = "):
+        assert figure in problem["detail"], figure
+    assert client.get(url).json()["version"] == 1
+
+    lenient = client.put(url, json={"version": 2, "gate": {"metric": "f1", "alpha": 0.25}})
+    assert lenient.status_code == 200, lenient.text
+    gate = lenient.json()["gate"]
+    assert gate["passed"] is True
+    assert (gate["candidate"], gate["current"]) == (
+        {"version": 2, "mean": pytest.approx(0.94)},
+        {"version": 1, "mean": pytest.approx(0.80)},
+    )
+    assert gate["difference"] == pytest.approx(0.14)
+    assert 0.05 <= gate["p_value"] < 0.25
+    history = client.get(f"/models/{name}/aliases/history", params={"alias": "production"})
+    assert history.json()[0]["gate"] == gate
+
+    # Back to v1 only if it is not worse by more than 0.5 (a non-inferiority margin).
+    margin = {"metric": "f1", "min_delta": -0.5}
+    assert client.put(url, json={"version": 1, "gate": margin}).status_code == 200
+
+    other = client.put(url, json={"version": 3, "gate": {"metric": "f1"}})
+    assert other.status_code == 409
+    assert other.json()["code"] == "not_comparable"
+    assert "the dataset" in other.json()["detail"]
+    unknown = client.put(url, json={"version": 2, "gate": {"metric": "nope"}})
+    assert unknown.status_code == 422
+    assert "expected one of ['accuracy', 'f1']" in unknown.json()["detail"]
+    assert client.get(url).json()["version"] == 1

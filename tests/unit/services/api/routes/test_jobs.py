@@ -426,3 +426,23 @@ def test_good_fit_options_are_accepted_as_sent(client: TestClient) -> None:
     assert job["spec"]["early_stopping"]["patience"] == 5
     assert job["spec"]["reduce_lr_on_plateau"]["min_lr"] == 0.0
     assert job["spec"]["test_split"] == 0.25
+
+
+AND_GATE = b"a,b,label\n0,0,0\n0,1,0\n1,0,0\n1,1,1\n"
+
+
+def test_a_gate_too_small_to_fold_is_pointed_at_no_cross_validation(
+    client: TestClient, db_url: str
+) -> None:
+    ds = upload(client, AND_GATE).json()
+    gate = mlp(4, epochs=200)
+    refused = client.post("/jobs", json={"model_name": "and", "dataset": ds["id"], "spec": gate})
+    assert refused.status_code == 422
+    assert '"cross_validation": false' in refused.json()["detail"]
+    before = row_counts(db_url)
+    spec = {**gate, "cross_validation": False}
+    accepted = client.post("/jobs", json={"model_name": "and", "dataset": ds["id"], "spec": spec})
+    assert accepted.status_code == 202, accepted.text
+    job = client.get(f"/jobs/{accepted.json()['id']}").json()
+    assert job["spec"]["cross_validation"] is False
+    assert row_counts(db_url)[1] == before[1] + 1

@@ -165,3 +165,22 @@ def test_retrained_from_flows_from_job_to_version(
     }
     lineage = client.get(f"/models/{name}/versions/{new}/lineage").json()
     assert lineage["retrained_from"] == {"model_name": name, "version": v1}
+
+
+def test_a_version_says_what_its_metrics_were_scored_on(
+    client: TestClient, model: dict[str, Any], db_url: str
+) -> None:
+    name = model["name"]
+    folded = client.get(f"/models/{name}/versions/1").json()
+    assert folded["metrics_on"] == "folds"
+    assert folded["folds"]
+    engine = make_engine(db_url)
+    with Session(engine) as s:
+        spec = {**s.scalars(select(ModelVersion.spec)).first(), "cross_validation": False}
+        mv = make_version(s, model_name=name, spec=spec)
+        s.commit()
+        number = mv.version
+    engine.dispose()
+    unfolded = client.get(f"/models/{name}/versions/{number}").json()
+    assert unfolded["metrics_on"] == "training_rows"
+    assert unfolded["folds"] == []
