@@ -18,17 +18,10 @@ pytestmark = pytest.mark.e2e
 
 WORKER_METRICS_PORT = free_port()
 STACK_ENV = {"PREDICT_WORKERS": "2", "WORKER_METRICS_PORT": str(WORKER_METRICS_PORT)}
-DIVERGING = {
-    "task": "regression",
-    "layers": [
-        {"type": "Dense", "units": 32, "activation": "relu"},
-        {"type": "Dense", "units": 1, "activation": "linear"},
-    ],
-    "loss": "mse",
-    "optimizer": {"name": "sgd", "learning_rate": 10.0},
-    "epochs": 3,
-    "k_folds": 2,
-}
+# A learning rate that makes the loss NaN in the first epoch: the worker fails the job.
+DIVERGING = mlp(
+    32, task="regression", optimizer={"name": "sgd", "learning_rate": 10.0}, epochs=3, k_folds=2
+)
 
 
 def _wait(client: httpx.Client, url: str, timeout: float = 240) -> dict[str, object]:

@@ -383,16 +383,15 @@ def test_every_end_and_every_stored_fold_is_counted(sm: sessionmaker[Session]) -
     with sm() as session:
         ids = [make_job(session, model_name=f"counted-{i}").id for i in range(3)]
         session.commit()
-    succeeded = {"kind": "train", "outcome": "succeeded"}
-    failed = {"kind": "train", "outcome": "failed"}
-    before = (
-        _sample("kiln_worker_jobs_total", succeeded),
-        _sample("kiln_worker_jobs_total", failed),
-        _sample("kiln_worker_job_failures_total", {"reason": "dataset_not_found"}),
-        _sample("kiln_worker_job_failures_total", {"reason": "internal_error"}),
-        _sample("kiln_worker_fold_duration_seconds_count", {"kind": "train"}),
-        _sample("kiln_worker_fold_duration_seconds_sum", {"kind": "train"}),
-    )
+    watched = [
+        ("kiln_worker_jobs_total", {"kind": "train", "outcome": "succeeded"}),
+        ("kiln_worker_jobs_total", {"kind": "train", "outcome": "failed"}),
+        ("kiln_worker_job_failures_total", {"reason": "dataset_not_found"}),
+        ("kiln_worker_job_failures_total", {"reason": "internal_error"}),
+        ("kiln_worker_fold_duration_seconds_count", {"kind": "train"}),
+        ("kiln_worker_fold_duration_seconds_sum", {"kind": "train"}),
+    ]
+    before = [_sample(name, labels) for name, labels in watched]
 
     def folds(run: JobRun) -> str:
         assert _sample("kiln_worker_jobs_running") == 1
@@ -409,14 +408,7 @@ def test_every_end_and_every_stored_fold_is_counted(sm: sessionmaker[Session]) -
     for job_id, body in zip(ids, (folds, missing, broken), strict=True):
         run_job(job_id, sm=sm, heartbeat_interval_s=3600, body=body)
 
-    after = (
-        _sample("kiln_worker_jobs_total", succeeded),
-        _sample("kiln_worker_jobs_total", failed),
-        _sample("kiln_worker_job_failures_total", {"reason": "dataset_not_found"}),
-        _sample("kiln_worker_job_failures_total", {"reason": "internal_error"}),
-        _sample("kiln_worker_fold_duration_seconds_count", {"kind": "train"}),
-        _sample("kiln_worker_fold_duration_seconds_sum", {"kind": "train"}),
-    )
+    after = [_sample(name, labels) for name, labels in watched]
     assert [a - b for a, b in zip(after, before, strict=True)] == [1, 2, 1, 1, 2, 4.0]
     assert _sample("kiln_worker_jobs_running") == 0
     with sm() as session:
