@@ -251,7 +251,9 @@ def test_importing_the_training_package_does_not_load_tensorflow() -> None:
 
 def test_codes_outside_the_embedding_are_refused_before_training() -> None:
     embedding = [{"type": "Embedding", "input_dim": 5, "output_dim": 2}, {"type": "Flatten"}]
-    spec = model_spec(mlp(task="regression"), layers=[*embedding, {"type": "Dense", "units": 1}])
+    spec = model_spec(
+        mlp(task="regression", k_folds=2), layers=[*embedding, {"type": "Dense", "units": 1}]
+    )
     X = np.array([[0, 1], [4, 7], [2, 3], [1, 1]], dtype=np.float32)
     table = Table(X, np.zeros(4, dtype=np.float32), ["a", "b"], None, "y")
     with pytest.raises(DataError, match="Raise input_dim to at least 8"):
