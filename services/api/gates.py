@@ -17,8 +17,8 @@ import numpy as np
 from scipy import stats
 
 from registry.models import FoldMetric, ModelVersion
+from services.api.alias_schemas import PromotionGate
 from services.api.errors import GateMetricUnknown, GateRefused, NotComparable
-from services.api.schemas import PromotionGate
 
 # Metrics where a smaller value is the better model; every other metric is higher-better.
 LOWER_IS_BETTER = frozenset({"loss", "log_loss", "mse", "rmse", "mae", "error_rate"})

@@ -41,7 +41,9 @@ Limit = Annotated[int, Query(ge=1, le=MAX_PAGE, description=f"At most {MAX_PAGE}
 Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET, description="How many to skip.")]
 
 
-class _Read(BaseModel):
+class FromRow(BaseModel):
+    """A response read from a registry row's attributes."""
+
     model_config = ConfigDict(from_attributes=True)
 
 
@@ -56,7 +58,7 @@ class ColumnRead(BaseModel):
     dtype: str
 
 
-class DatasetRead(_Read):
+class DatasetRead(FromRow):
     id: str
     name: str
     source: str
@@ -93,13 +95,13 @@ class JobCreate(BaseModel):
     spec: ModelSpec
 
 
-class JobEventRead(_Read):
+class JobEventRead(FromRow):
     state: JobState
     message: str | None
     at: datetime
 
 
-class FoldRead(_Read):
+class FoldRead(FromRow):
     fold: int
     n_train: int
     n_val: int
@@ -110,7 +112,7 @@ class FoldRead(_Read):
     )
 
 
-class JobRead(_Read):
+class JobRead(FromRow):
     id: str
     model_name: str
     dataset_id: str
@@ -158,7 +160,7 @@ class ArtifactRead(BaseModel):
     url: str | None = None
 
 
-class DatasetRef(_Read):
+class DatasetRef(FromRow):
     id: str
     name: str
     kind: DataKind = DataKind.TABLE
@@ -226,74 +228,6 @@ class ModelRead(BaseModel):
         "without a version or alias."
     )
     versions: list[int]
-
-
-class PromotionGate(BaseModel):
-    """Move the alias only when the candidate beats the version it points at now."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    metric: Text = Field(
-        max_length=100,
-        description="A fold metric both versions have (f1, accuracy, rmse, ...); lower is "
-        "better for loss, log_loss, mse, rmse, mae and error_rate, higher for the rest.",
-    )
-    min_delta: float = Field(
-        default=0.0,
-        ge=-1e6,
-        le=1e6,
-        description="How much better the candidate's mean must be, in the metric's units; "
-        "negative for a non-inferiority margin (not worse by more than this).",
-    )
-    alpha: float = Field(
-        default=0.05,
-        gt=0.0,
-        lt=1.0,
-        description="The one-sided paired test's significance level.",
-    )
-
-
-class AliasSet(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    version: int = Field(ge=1, le=MAX_VERSION, description="The version the alias will point at.")
-    reason: Text | None = Field(default=None, max_length=2000)
-    gate: PromotionGate | None = Field(
-        default=None,
-        description="Compare with the version the alias points at, fold by fold, and refuse "
-        "(409) unless the candidate is better by min_delta at significance alpha. Both "
-        "versions must have been cross-validated on the same folds (dataset, k_folds, seed, "
-        "test_split, window).",
-    )
-
-
-class AliasRollback(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    to: Annotated[int, Field(ge=1, le=MAX_VERSION)] | Literal["previous"] = Field(
-        default="previous",
-        description="A version number, or `previous`: where the alias pointed before its "
-        "last change.",
-    )
-    reason: Text | None = Field(default=None, max_length=2000)
-
-
-class AliasRead(BaseModel):
-    alias: str
-    version: int
-    updated_at: datetime
-
-
-class AliasEventRead(_Read):
-    alias: str
-    from_version: int | None
-    to_version: int | None = Field(description="None when the alias was deleted.")
-    actor: str | None
-    reason: str | None
-    gate: dict[str, Any] | None = Field(
-        default=None, description="The promotion gate this move passed, with its figures."
-    )
-    at: datetime
 
 
 class DescriptionUpdate(BaseModel):
@@ -391,7 +325,7 @@ class KeyCreate(BaseModel):
     )
 
 
-class KeyRead(_Read):
+class KeyRead(FromRow):
     id: str
     owner: str
     prefix: str = Field(description="The token's first characters, to tell keys apart.")

@@ -10,8 +10,8 @@ from fastapi import Request
 from core.vocabulary import JobState
 from registry.models import Alias, ModelVersion, TrainingJob
 from registry.views import ModelSummary
+from services.api.alias_schemas import AliasRead
 from services.api.schemas import (
-    AliasRead,
     ArtifactRead,
     DatasetRef,
     FitHistoryRead,

@@ -29,6 +29,7 @@ from core.vocabulary import JobState
 from services.cli.errors import CliError, ExitCode
 from services.cli.http import check
 from services.cli.output import console, err, number
+from training.spec import ModelSpec
 
 POLL_S = 1.0
 LOG_EVERY_S = 30.0
@@ -55,8 +56,11 @@ def _epochs_run(curves: Mapping[str, Sequence[float]]) -> int:
 
 
 def n_folds(spec: Mapping[str, Any]) -> int:
-    """The folds a job's spec trains: k_folds (5 unless set), 0 without cross-validation."""
-    return 0 if spec.get("cross_validation") is False else int(spec.get("k_folds", 5))
+    """The folds a job's spec trains: k_folds (the schema's default unless set), 0 without
+    cross-validation."""
+    if spec.get("cross_validation") is False:
+        return 0
+    return int(spec.get("k_folds", ModelSpec.model_fields["k_folds"].default))
 
 
 def evaluated_on(spec: Mapping[str, Any]) -> str:

@@ -7,9 +7,10 @@ from fastapi import APIRouter, Query
 from core.access import Scope
 from registry import aliases
 from services.api import views
+from services.api.alias_schemas import AliasEventRead, AliasRead, AliasRollback, AliasSet
 from services.api.auth import AdminCaller, needs
 from services.api.deps import SessionDep
-from services.api.schemas import AliasEventRead, AliasRead, AliasRollback, AliasSet, Text
+from services.api.schemas import Text
 from services.api.usecases import registry as usecases
 from services.problems import responses
 

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from registry import aliases, tags, versions
 from registry.models import AliasEvent, ModelVersion, RegisteredModel
 from services.api import gates
-from services.api.schemas import AliasRollback, AliasSet
+from services.api.alias_schemas import AliasRollback, AliasSet
 
 T = TypeVar("T")
 
