@@ -15,6 +15,11 @@ class JobNotFound(KilnError):
     code = "job_not_found"
 
 
+class SearchNotFound(KilnError):
+    kind = ErrorKind.NOT_FOUND
+    code = "search_not_found"
+
+
 class KeyNotFound(KilnError):
     kind = ErrorKind.NOT_FOUND
     code = "key_not_found"

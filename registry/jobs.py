@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, CursorResult, func, or_, select, update
+from sqlalchemy import ColumnElement, CursorResult, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from core.vocabulary import ACTIVE_STATES, TERMINAL_STATES, WORKER_LOST, JobState
@@ -179,6 +179,16 @@ def record_fold(
     session.add(row)
     session.flush()
     return row
+
+
+def set_folds_sha256(session: Session, *, job_id: str, sha256: str | None) -> None:
+    """Record which folds the job scored on (training.cv.folds_sha256)."""
+    _update(session, job_id, folds_sha256=sha256)
+
+
+def delete_folds(session: Session, *, job_id: str) -> None:
+    """Forget a job's fold rows (a trial that samples new parameters trains new folds)."""
+    session.execute(delete(FoldMetric).where(FoldMetric.job_id == job_id))
 
 
 def finish_job(

@@ -142,6 +142,22 @@ class TrainingJob(Base):
     worker: Mapped[str | None] = mapped_column(String(200), nullable=True)
     # The owner of the API key that submitted it (None when Kiln runs open).
     owner: Mapped[str | None] = mapped_column(String(200), nullable=True, index=True)
+    # "train" (registers a version) or "trial" (one trial of a search: k-fold only).
+    kind: Mapped[str] = mapped_column(String(20), default="train", server_default="train")
+    # The search it belongs to: its trials, and the refit of its best trial (lineage).
+    search_id: Mapped[str | None] = mapped_column(
+        ForeignKey("search.id"), nullable=True, index=True
+    )
+    # Kiln's number of the trial within its search (1, 2, …); on a refit, the winner's.
+    trial: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # A trial's sampled parameters, Optuna's number for it, how it ended ("complete",
+    # "pruned", "stopped" at the search's wall time) and its objective (mean over folds).
+    params: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    study_trial: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    outcome: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    objective: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # sha256 of which rows each fold validated on: equal hashes, the same folds.
+    folds_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
     # Set when the job retrains an existing version (lineage).
     retrained_from_id: Mapped[int | None] = mapped_column(
         ForeignKey("model_version.id", use_alter=True), nullable=True
@@ -161,6 +177,49 @@ class TrainingJob(Base):
         order_by="JobEvent.id", back_populates="job", cascade="all, delete-orphan"
     )
     folds: Mapped[list[FoldMetric]] = relationship(order_by="FoldMetric.fold", viewonly=True)
+
+
+class Search(Base):
+    """A model search: trials (jobs of kind "trial") sampled by Optuna around a base spec,
+    all on the same folds, and the refit of the best one (registry.searches)."""
+
+    __tablename__ = "search"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    model_name: Mapped[str] = mapped_column(String(200), index=True)
+    dataset_id: Mapped[str] = mapped_column(ForeignKey("dataset.id"))
+    # The base spec, the space, the objective, the budget and the options, as validated
+    # (training.spec.search).
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    space: Mapped[dict[str, Any]] = mapped_column(JSON)
+    objective: Mapped[dict[str, Any]] = mapped_column(JSON)
+    budget: Mapped[dict[str, Any]] = mapped_column(JSON)
+    options: Mapped[dict[str, Any]] = mapped_column(JSON)
+    state: Mapped[JobState] = mapped_column(EnumText(JobState), default=JobState.QUEUED, index=True)
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    owner: Mapped[str | None] = mapped_column(String(200), nullable=True, index=True)
+    # Every trial's fold assignment, pinned by the first trial that computed it.
+    folds_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    best_trial: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    refit_job_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # No trial starts after it; running trials stop at their next fold.
+    deadline_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # Touched by every advance: the row lock that serialises them (registry.searches).
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+    dataset: Mapped[Dataset] = relationship(lazy="joined")
+    trials: Mapped[list[TrainingJob]] = relationship(
+        primaryjoin="and_(foreign(TrainingJob.search_id) == Search.id, "
+        "TrainingJob.kind == 'trial')",
+        order_by="TrainingJob.trial",
+        viewonly=True,
+    )
+
+    @property
+    def study_name(self) -> str:
+        return f"kiln-search-{self.id}"
 
 
 class JobEvent(Base):

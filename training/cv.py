@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 from typing import Any
 
@@ -36,6 +37,16 @@ def fold_splits(y: np.ndarray, *, spec: ModelSpec) -> list[tuple[np.ndarray, np.
     else:
         splitter = StratifiedKFold(n_splits=spec.k_folds, shuffle=True, random_state=spec.seed)
     return list(splitter.split(np.zeros((len(y), 1)), y))
+
+
+def folds_sha256(splits: list[tuple[np.ndarray, np.ndarray]]) -> str:
+    """A fingerprint of which rows each fold validates on: equal for two runs exactly when
+    they were scored on the same folds (a search's trials, a gate's two versions)."""
+    digest = hashlib.sha256()
+    for _, val_idx in splits:
+        digest.update(np.asarray(val_idx, dtype=np.int64).tobytes())
+        digest.update(b"|")
+    return digest.hexdigest()
 
 
 def fold_process_count(n_rows: int, *, spec: ModelSpec, processes: int) -> int:

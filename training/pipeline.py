@@ -10,7 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from training.cv import fit_full, run_kfold
+import numpy as np
+
+from training.cv import fit_full, fold_splits, folds_sha256, run_kfold
 from training.data import Table
 from training.errors import DataError, ParityError
 from training.export import INPUT_NAME, OUTPUT_NAME, check_parity, to_onnx
@@ -35,6 +37,8 @@ class TrainingResult:
     # Scores of the exported model on the rows `test_split` held out; None without one.
     test_metrics: dict[str, MetricValue] | None = None
     n_test: int = 0
+    # training.cv.folds_sha256 of the folds; None without cross-validation.
+    folds_sha256: str | None = None
 
 
 def run_training(
@@ -47,11 +51,7 @@ def run_training(
     """
     _check_table(table, spec)
     plan = FitPlan(spec, hooks or Hooks(), label_weights(table, spec))
-    X, y = table.X, table.y
-    X_test = y_test = None
-    if spec.test_split > 0:
-        # Carved out before k-fold: neither the folds nor the refit ever see these rows.
-        X, X_test, y, y_test = hold_out(X, y, share=spec.test_split, spec=spec)
+    X, y, X_test, y_test = _split_test(table, spec)
     # Without cross-validation (data too small to fold) the metrics are the refit's scores
     # on its own training rows; the version says so (its spec's cross_validation).
     folds = run_kfold(plan, X, y, processes=fold_processes) if spec.cross_validation else []
@@ -81,7 +81,35 @@ def run_training(
         device=device_name(),
         test_metrics=test_metrics,
         n_test=0 if y_test is None else len(y_test),
+        folds_sha256=fold_assignment(table, spec) if spec.cross_validation else None,
     )
+
+
+def cross_validate(
+    table: Table, *, spec: ModelSpec, hooks: Hooks | None = None, fold_processes: int = 1
+) -> list[FoldResult]:
+    """Only the k-fold of `run_training` (a search's trial): the same folds, no refit."""
+    _check_table(table, spec)
+    plan = FitPlan(spec, hooks or Hooks(), label_weights(table, spec))
+    X, y, _, _ = _split_test(table, spec)
+    return run_kfold(plan, X, y, processes=fold_processes)
+
+
+def fold_assignment(table: Table, spec: ModelSpec) -> str:
+    """training.cv.folds_sha256 of the folds `run_training` and `cross_validate` use."""
+    _, y, _, _ = _split_test(table, spec)
+    return folds_sha256(fold_splits(y, spec=spec))
+
+
+def _split_test(
+    table: Table, spec: ModelSpec
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """(rows to fold and refit on, their targets, test rows, test targets)."""
+    if spec.test_split <= 0:
+        return table.X, table.y, None, None
+    # Carved out before k-fold: neither the folds nor the refit ever see these rows.
+    X, X_test, y, y_test = hold_out(table.X, table.y, share=spec.test_split, spec=spec)
+    return X, y, X_test, y_test
 
 
 def label_weights(table: Table, spec: ModelSpec) -> dict[int, float] | None:

@@ -179,6 +179,16 @@ class JobRun:
             return None
         return kept[0]
 
+    def read(self, read: Callable[[Session], T]) -> T:
+        """``read`` in a session of its own (its rows come back detached)."""
+        with self._sm() as session:
+            return read(session)
+
+    def write(self, what: str, write: Callable[[Session], T]) -> T:
+        """``write`` in a transaction of its own, committed, tried again while the database
+        is unreachable; a write of the job's own must fence itself by ``attempt``."""
+        return self._write(what, write)
+
     def fail(self, reason: str) -> None:
         """Fail the job with ``reason``; nothing when it is no longer this attempt's (a
         stale attempt's failure is not the job's)."""

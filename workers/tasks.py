@@ -12,11 +12,36 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from core import logs
+from registry import jobs, searches
 from registry.artifacts import ArtifactStore
-from workers.celery_app import TASK_TRAIN
+from registry.models import TrainingJob
+from workers.celery_app import TASK_TRAIN, queue_for
 from workers.training_job import run_training_job
 
 log = logging.getLogger("kiln.worker")
+
+
+def advance_search(app: Celery, sm: sessionmaker[Session], job_id: str) -> None:
+    """After a search's trial ends (whatever its outcome): queue the next trials, or the
+    best one's refit, and send them (registry.searches.advance)."""
+    with sm() as session:
+        job = session.get(TrainingJob, job_id)
+        if job is None or job.kind != "trial" or job.search_id is None:
+            return
+        queued = searches.advance(session, search_id=job.search_id)
+        session.commit()
+        send_jobs(app, session, queued)
+
+
+def send_jobs(app: Celery, session: Session, queued: list[TrainingJob]) -> None:
+    """Send committed jobs; one the broker refused stays queued for the sweeper to send."""
+    for job in queued:
+        try:
+            app.send_task(TASK_TRAIN, args=[job.id], queue=queue_for(job.spec))
+        except Exception:
+            log.warning("could not send job %s; the sweeper sends it later", job.id, exc_info=True)
+            jobs.mark_enqueued(session, job_id=job.id, sent=False)
+            session.commit()
 
 
 def register_tasks(
@@ -49,6 +74,7 @@ def register_tasks(
             db_retry_s=db_retry_s,
         )
         log.info("job %s: %s", job_id, outcome)
+        advance_search(app, sm_factory(), job_id)
         return outcome
 
     # The job id on every line of the task's run, Celery's own "succeeded" line included

@@ -9,30 +9,23 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from registry import orphans, versions
+from registry import jobs, orphans, versions
 from registry.artifacts import ArtifactStore
 from registry.models import ModelVersion
 from training.hooks import Hooks
 from training.spec import ModelSpec
+from workers.data import load_table
 from workers.jobrun import JobRun, run_job
 from workers.progress import Progress
 
 
 def train(run: JobRun, *, store: ArtifactStore, fold_processes: int = 1) -> str:
-    from training.data import load_dataset
     from training.pipeline import run_training
 
     job, dataset = run.job, run.job.dataset
     spec = ModelSpec.model_validate(job.spec)
     progress = run.track(Progress(n_folds=spec.n_folds, epochs=spec.epochs))
-    window = None if spec.window is None else (spec.window.steps, spec.window.horizon)
-    table = load_dataset(
-        store.get(dataset.sha256),
-        kind=dataset.kind,
-        target=dataset.target,
-        task=spec.task,
-        window=window,
-    )
+    table = load_table(dataset, spec, store)
     result = run_training(
         table,
         spec=spec,
@@ -64,6 +57,7 @@ def train(run: JobRun, *, store: ArtifactStore, fold_processes: int = 1) -> str:
                 else {**result.test_metrics, "n_test": result.n_test}
             ),
         )
+        jobs.set_folds_sha256(session, job_id=job.id, sha256=result.folds_sha256)
         return versions.register_version(session, model_name=job.model_name, row=row)
 
     # The refit's curves have no fold row: they stay in the finished job's progress.
@@ -86,11 +80,16 @@ def run_training_job(
     fold_processes: int = 1,
     db_retry_s: float = 60.0,
 ) -> str:
-    """Run one training job to a terminal state; what the Celery task calls."""
+    """Run one job to a terminal state with its kind's body: a training job registers a
+    version, a search's trial only cross-validates; what the Celery task calls."""
+
+    def body(run: JobRun) -> str:
+        if run.job.kind == "trial":
+            from workers.search_trial import run_trial
+
+            return run_trial(run, store=store, fold_processes=fold_processes)
+        return train(run, store=store, fold_processes=fold_processes)
+
     return run_job(
-        job_id,
-        sm=sm,
-        heartbeat_interval_s=heartbeat_interval_s,
-        body=lambda run: train(run, store=store, fold_processes=fold_processes),
-        db_retry_s=db_retry_s,
+        job_id, sm=sm, heartbeat_interval_s=heartbeat_interval_s, body=body, db_retry_s=db_retry_s
     )

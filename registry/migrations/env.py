@@ -7,9 +7,14 @@ from sqlalchemy.engine import Connection
 
 from registry import models  # noqa: F401  (registers the tables on Base.metadata)
 from registry.db import Base, make_engine
+from registry.migrate import VERSION_TABLE
 
 config = context.config
 target_metadata = Base.metadata
+
+
+def _ours(name: str | None, type_: str, _parents: object) -> bool:
+    return type_ != "table" or name in target_metadata.tables
 
 
 def _run(connection: Connection) -> None:
@@ -26,6 +31,9 @@ def _run(connection: Connection) -> None:
         # Batch mode rewrites ALTERs as table copies on SQLite, so one history runs on both.
         render_as_batch=True,
         compare_type=True,
+        version_table=VERSION_TABLE,
+        # Tables that are not Kiln's (Optuna's study tables) are never Kiln's to drop.
+        include_name=_ours,
     )
     with context.begin_transaction():
         context.run_migrations()

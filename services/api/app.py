@@ -28,7 +28,7 @@ from services.api.dispatch import Dispatcher
 from services.api.limits import MULTIPART_SLACK, BodyLimit
 from services.api.metrics import ApiMetrics, HttpMetrics
 from services.api.reads import Reads
-from services.api.routes import aliases, datasets, jobs, keys, models, versions
+from services.api.routes import aliases, datasets, jobs, keys, models, searches, versions
 from services.api.sessions import DatabaseProbe, SessionGate
 from services.api.sweeper import Sweeper
 from services.settings import ApiSettings
@@ -140,6 +140,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.add_middleware(HttpMetrics, metrics=metrics)
     app.include_router(datasets.router)
     app.include_router(jobs.router)
+    app.include_router(searches.router)
     app.include_router(models.router)
     app.include_router(aliases.router)
     app.include_router(versions.router)

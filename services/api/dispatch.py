@@ -8,7 +8,10 @@ from typing import Any
 
 from celery import Celery
 from kombu.exceptions import OperationalError as BrokerUnreachable
+from sqlalchemy.orm import Session
 
+from registry import jobs
+from registry.models import TrainingJob
 from workers.celery_app import TASK_TRAIN, queue_for
 
 log = logging.getLogger("kiln.api")
@@ -51,3 +54,18 @@ class Dispatcher:
         except (BrokerUnreachable, OSError) as exc:
             log.warning("metrics: the broker did not answer (%s)", type(exc).__name__)
             return None
+
+
+def send_committed(
+    dispatcher: Dispatcher, session: Session, queued: Sequence[TrainingJob]
+) -> list[str]:
+    """Send jobs whose rows are committed; one the broker refused is marked unsent, for
+    the sweeper to send. The ids sent."""
+    sent = []
+    for job in queued:
+        if dispatcher.send(job.id, job.spec):
+            sent.append(job.id)
+        else:
+            jobs.mark_enqueued(session, job_id=job.id, sent=False)
+            session.commit()
+    return sent

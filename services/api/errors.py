@@ -25,6 +25,11 @@ class UnsupportedUpload(KilnError):
     code = "unsupported_media_type"
 
 
+class SearchInvalid(KilnError):
+    kind = ErrorKind.INVALID
+    code = "search_invalid"
+
+
 class SpecOverLimit(KilnError):
     kind = ErrorKind.INVALID
     code = "spec_over_limit"

@@ -128,6 +128,17 @@ class JobRead(FromRow):
     finished_at: datetime | None
     events: list[JobEventRead]
     folds: list[FoldRead]
+    kind: str = Field(
+        default="train",
+        description="train (registers a version) or trial (one trial of a search, k-fold only).",
+    )
+    search_id: str | None = Field(
+        default=None, description="The search it is a trial of, or whose best trial it refits."
+    )
+    trial: int | None = None
+    folds_sha256: str | None = Field(
+        default=None, description="Which rows each fold held: equal hashes, the same folds."
+    )
     model_version: int | None = None
     links: dict[str, str] = {}
 

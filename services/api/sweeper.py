@@ -14,11 +14,11 @@ from datetime import timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from registry import jobs, orphans
+from registry import jobs, orphans, searches
 from registry.artifacts import ArtifactStore
 from registry.db import utcnow
 from services.api import idempotency
-from services.api.dispatch import Dispatcher
+from services.api.dispatch import Dispatcher, send_committed
 
 log = logging.getLogger("kiln.sweeper")
 
@@ -51,6 +51,23 @@ def sweep_jobs(
         session.commit()
     if sent:
         log.warning("sent again: %s", sent)
+    return sent
+
+
+def sweep_searches(sm: sessionmaker[Session], dispatcher: Dispatcher) -> list[str]:
+    """Advance every active search: a trial that its worker never reported the end of
+    (given up by `sweep_jobs`, or a worker that died between its trial's end and the
+    advance) must not leave its search waiting. Return the ids of the jobs sent."""
+    with sm() as session:
+        active = searches.active_ids(session)
+    sent: list[str] = []
+    for search_id in active:
+        with sm() as session:
+            queued = searches.advance(session, search_id=search_id)
+            session.commit()
+            sent.extend(send_committed(dispatcher, session, queued))
+    if sent:
+        log.info("search trials sent: %s", sent)
     return sent
 
 
@@ -107,6 +124,7 @@ class Sweeper(threading.Thread):
                 max_attempts=max_attempts,
                 requeue_after_s=requeue_after_s,
             ),
+            lambda: sweep_searches(sm, dispatcher),
             lambda: sweep_orphans(sm, store, grace_s=orphan_grace_s),
             lambda: sweep_idempotency_keys(sm, ttl_s=idempotency_ttl_s),
         )

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from services.cli import datasets, db, jobs, keys, models, predict, up
+from services.cli import datasets, db, jobs, keys, models, predict, searches, up
 from services.cli.errors import EXIT_CODES, KilnGroup
 
 app = typer.Typer(
@@ -52,6 +52,7 @@ app.command()(predict.predict)
 app.add_typer(db.app, name="db")
 app.add_typer(datasets.app, name="datasets")
 app.add_typer(jobs.app, name="jobs")
+app.add_typer(searches.app, name="searches")
 app.add_typer(models.app, name="models")
 app.add_typer(keys.app, name="keys")
 

@@ -153,7 +153,9 @@ def stack(
     log = home / "kiln-up.log"
     kiln = kiln_command()
     with log.open("wb") as out:
-        proc = subprocess.Popen([kiln, "up"], env=env, stdout=out, stderr=subprocess.STDOUT)
+        # ... and more arguments of kiln up (--workers 2, say).
+        args = getattr(request.module, "STACK_ARGS", [])
+        proc = subprocess.Popen([kiln, "up", *args], env=env, stdout=out, stderr=subprocess.STDOUT)
     s = Stack(
         kind=request.param,
         home=home,

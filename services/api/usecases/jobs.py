@@ -11,6 +11,7 @@ from registry.models import Dataset, TrainingJob
 from services.api import quotas
 from services.api.auth import Caller
 from services.api.deps import Queueing
+from services.api.dispatch import send_committed
 from services.api.schemas import JobCreate, RetrainCreate
 from services.api.usecases import datasets
 from training.spec import DataInfo, ModelSpec, check_against_data
@@ -63,10 +64,9 @@ def cancel(session: Session, *, job_id: str, caller: Caller) -> TrainingJob:
     return job
 
 
-def _queue(q: Queueing, dataset: Dataset, spec: ModelSpec, job: TrainingJob) -> TrainingJob:
-    """Queue ``job`` (a new row, not stored yet) once ``spec`` fits its dataset and the
-    limits, and its owner has room for one more active job."""
-    data = DataInfo.of_dataset(
+def data_info(dataset: Dataset) -> DataInfo:
+    """What a spec is checked against: the dataset's shape and labels, from its row."""
+    return DataInfo.of_dataset(
         kind=dataset.kind,
         n_rows=dataset.n_rows,
         shape=dataset.shape,
@@ -74,6 +74,12 @@ def _queue(q: Queueing, dataset: Dataset, spec: ModelSpec, job: TrainingJob) -> 
         target=dataset.target,
         class_counts=dataset.class_counts,
     )
+
+
+def _queue(q: Queueing, dataset: Dataset, spec: ModelSpec, job: TrainingJob) -> TrainingJob:
+    """Queue ``job`` (a new row, not stored yet) once ``spec`` fits its dataset and the
+    limits, and its owner has room for one more active job."""
+    data = data_info(dataset)
     check_against_data(spec, data)
     quotas.check_spec_size(spec, data, q.settings)
     quotas.check_active_jobs(q.session, job.owner, q.settings)
@@ -86,7 +92,5 @@ def _queue(q: Queueing, dataset: Dataset, spec: ModelSpec, job: TrainingJob) -> 
     # interval (services/api/sweeper.py).
     jobs.mark_enqueued(session, job_id=job.id)
     session.commit()
-    if not dispatcher.send(job.id, job.spec):
-        jobs.mark_enqueued(session, job_id=job.id, sent=False)
-        session.commit()
+    send_committed(dispatcher, session, [job])
     return job

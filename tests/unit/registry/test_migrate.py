@@ -13,7 +13,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from registry.db import Base, make_engine
-from registry.migrate import upgrade
+from registry.migrate import VERSION_TABLE, upgrade
 from tests.conftest import create_pg_database, drop_pg_database, pg_url
 
 
@@ -31,9 +31,39 @@ def test_models_match_the_migrations(empty_url: str) -> None:
     upgrade(empty_url)
     engine = make_engine(empty_url)
     with engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+        context = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE})
+        diff = compare_metadata(context, Base.metadata)
     engine.dispose()
     assert diff == []
+
+
+def test_a_registry_from_before_searches_keeps_its_revision_beside_optuna(
+    empty_url: str,
+) -> None:
+    """Kiln's revision used to live in Alembic's default table, which Optuna's study
+    storage also uses: an upgrade moves it, and Optuna then sets up its own tables."""
+    import optuna
+
+    upgrade(empty_url, "0006")
+    engine = make_engine(empty_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"ALTER TABLE {VERSION_TABLE} RENAME TO alembic_version"))
+    upgrade(empty_url)
+    with engine.connect() as conn:
+        ours = conn.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar()
+        tables = set(sa.inspect(conn).get_table_names())
+    assert "alembic_version" not in tables
+    optuna.create_study(study_name="beside-kiln", storage=empty_url)
+    with engine.connect() as conn:
+        assert conn.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar() == ours
+        assert {"studies", "trials"} <= set(sa.inspect(conn).get_table_names())
+        context = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE})
+        assert ours == context.get_current_revision()
+    # A later upgrade finds nothing to do and leaves Optuna's tables alone.
+    upgrade(empty_url)
+    with engine.connect() as conn:
+        assert "studies" in set(sa.inspect(conn).get_table_names())
+    engine.dispose()
 
 
 def test_upgrade_keeps_the_first_release_data(empty_url: str) -> None:

@@ -38,6 +38,7 @@ INTENDED: dict[str, int] = {
     # registry.errors
     "dataset_not_found": 404,
     "job_not_found": 404,
+    "search_not_found": 404,
     "key_not_found": 404,
     "model_not_found": 404,
     "version_not_found": 404,
@@ -73,12 +74,16 @@ INTENDED: dict[str, int] = {
     "parity_failed": 500,
     "cancelled": 409,
     "fold_process_died": 503,
+    # workers.search_trial: a trial's failure reasons
+    "trial_spec_invalid": 422,
+    "folds_differ": 409,
     # services.api.errors
     "unsupported_media_type": 415,
     "upload_too_large": 413,
     "unknown_builtin_dataset": 404,
     "versions_invalid": 422,
     "spec_over_limit": 422,
+    "search_invalid": 422,
     "rate_limited": 429,
     "too_many_active_jobs": 429,
     "idempotency_key_reused": 409,

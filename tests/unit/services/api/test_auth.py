@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +19,15 @@ from fastapi.testclient import TestClient
 
 from registry import aliases
 from registry.artifacts import make_artifact_store
+from registry.db import utcnow
+from registry.models import Search
 from services.api.app import create_app
 from services.settings import ApiSettings
 from tests.conftest import api_settings
 from tests.factories import SPEC, bearer, make_dataset, make_job, make_version
 
 CSV = "a,y\n" + "".join(f"{i},{i % 2}\n" for i in range(20))
-ID = {"job": "", "dataset": "", "doomed_job": "", "key": "0" * 32}
+ID = {"job": "", "dataset": "", "doomed_job": "", "search": "", "key": "0" * 32}
 
 # operationId: (scope, method, path, request kwargs, success status). Run in this order:
 # what deletes or cancels comes after what reads the same thing.
@@ -49,6 +52,22 @@ CASES: dict[str, tuple[str, str, str, dict[str, Any], int]] = {
         {"json": {"model_name": "m", "dataset": "{dataset}", "spec": SPEC}},
         202,
     ),
+    "searches-submit_search": (
+        "train",
+        "POST",
+        "/searches",
+        {
+            "json": {
+                "model_name": "m",
+                "dataset": "{dataset}",
+                "spec": SPEC,
+                "space": {"units": [2, 4]},
+            }
+        },
+        202,
+    ),
+    "searches-list_searches": ("read", "GET", "/searches", {}, 200),
+    "searches-get_search": ("read", "GET", "/searches/{search}", {}, 200),
     "models-list_models": ("read", "GET", "/models", {}, 200),
     "models-get_model": ("read", "GET", "/models/m", {}, 200),
     "models-update_model": ("train", "PATCH", "/models/m", {"json": {"description": "d"}}, 200),
@@ -103,6 +122,7 @@ CASES: dict[str, tuple[str, str, str, dict[str, Any], int]] = {
     "models-download_onnx": ("read", "GET", "/models/m/versions/1/artifacts/onnx", {}, 200),
     "models-delete_version": ("admin", "DELETE", "/models/m/versions/2", {}, 204),
     "jobs-cancel_job": ("train", "POST", "/jobs/{doomed_job}/cancel", {}, 200),
+    "searches-cancel_search": ("train", "POST", "/searches/{search}/cancel", {}, 200),
     "keys-list_keys": ("admin", "GET", "/keys", {}, 200),
     "keys-create_key": (
         "admin",
@@ -140,8 +160,20 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
             make_version(s, model_name="m")
             aliases.set_alias(s, model_name="m", alias="production", version=1)
             doomed = make_job(s, model_name="m", dataset_id=dataset.id, owner="trainer")
+            search = Search(
+                model_name="m",
+                dataset_id=dataset.id,
+                spec=SPEC,
+                space={"units": [2]},
+                objective={"metric": "f1", "direction": "maximize"},
+                budget={"trials": 1, "parallel": 1, "wall_s": 60},
+                options={},
+                owner="trainer",
+                deadline_at=utcnow() + timedelta(minutes=1),
+            )
+            s.add(search)
             s.commit()
-            ID.update(job=job.id, dataset=dataset.id, doomed_job=doomed.id)
+            ID.update(job=job.id, dataset=dataset.id, doomed_job=doomed.id, search=search.id)
         yield client
 
 

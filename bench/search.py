@@ -1,0 +1,196 @@
+"""What a model search finds and what it costs, through `kiln up --workers 2`.
+
+    .venv/bin/python bench/search.py [--trials 24] [--k 5] [--seeds 5] [--wall-s 900]
+
+Starts Kiln (embedded) with two Celery workers in a temporary KILN_HOME and prints:
+1. examples/cancer-search.json on breast_cancer (k folds, the trial budget, two trials at
+   once, pruning on): its wall time against its wall-time budget, its fold fits and fold
+   fits per minute, the winner's mean F1 over its folds; and examples/cancer-mlp.json
+   trained the same way (k folds, a training job) as the baseline's mean F1.
+2. Pruning on the same trials: for each seed, the same search with pruning off; then its
+   trials, in their order, replayed through Optuna's WilcoxonPruner (the settings the
+   worker uses) on the fold scores they measured: the fold fits pruning saves, and whether
+   the best trial is still the one chosen. Replaying keeps the trial sequence fixed: a
+   pruned search's sampler would see other histories and sample other trials, so two live
+   searches could not say whether pruning lost the winner.
+Numbers only; nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.e2e_job import free_port, wait  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+ENDED = ("succeeded", "failed", "cancelled")
+
+
+def until_done(api: str, path: str, *, done: Any, timeout: float) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        body: dict[str, Any] = httpx.get(f"{api}{path}", timeout=30).json()
+        if done(body):
+            return body
+        time.sleep(1.0)
+    raise SystemExit(f"{path} did not end in {timeout:.0f} s")
+
+
+def search_ended(search: dict[str, Any]) -> bool:
+    refit = search.get("refit")
+    return search["state"] in ENDED and (refit is None or refit["state"] in ENDED)
+
+
+def run_search(api: str, body: dict[str, Any], timeout: float) -> tuple[dict[str, Any], float]:
+    started = time.monotonic()
+    resp = httpx.post(f"{api}/searches", json=body, timeout=60)
+    if resp.status_code != 202:
+        raise SystemExit(f"search refused: {resp.status_code} {resp.text}")
+    search = until_done(
+        api,
+        f"/searches/{resp.json()['id']}",
+        done=lambda s: s["state"] in ENDED,
+        timeout=timeout,
+    )
+    return search, time.monotonic() - started
+
+
+def replay(trials: list[dict[str, Any]], k: int) -> tuple[int, int | None]:
+    """(fold fits, best trial) of ``trials`` (complete, in order) with the pruner on."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(
+        direction="maximize",
+        pruner=optuna.pruners.WilcoxonPruner(p_threshold=0.1, n_startup_steps=2),
+    )
+    fits, best, best_value = 0, None, -1.0
+    for trial in trials:
+        scores = [f["metrics"]["f1"] for f in sorted(trial["folds"], key=lambda f: f["fold"])]
+        live = study.ask()
+        for step, score in enumerate(scores):
+            fits += 1
+            live.report(score, step)
+            if step < k - 1 and live.should_prune():
+                study.tell(live, state=optuna.trial.TrialState.PRUNED)
+                break
+        else:
+            value = statistics.fmean(scores)
+            study.tell(live, value)
+            if value > best_value:
+                best, best_value = trial["trial"], value
+    return fits, best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--trials", type=int, default=24)
+    parser.add_argument("--k", type=int, default=5)
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--wall-s", type=float, default=900.0)
+    args = parser.parse_args()
+
+    search_body = json.loads((ROOT / "examples/cancer-search.json").read_text())
+    search_body["spec"]["k_folds"] = args.k
+    search_body["budget"] = {"trials": args.trials, "parallel": 2, "wall_s": args.wall_s}
+    baseline = json.loads((ROOT / "examples/cancer-mlp.json").read_text()) | {"k_folds": args.k}
+    data = {"model_name": "bench-search", "dataset": "sklearn:breast_cancer"}
+
+    home = Path(tempfile.mkdtemp(prefix="kiln-bench-search-"))
+    api_port, predict_port = free_port(), free_port()
+    env = {
+        **os.environ,
+        "KILN_HOME": str(home),
+        "API_PORT": str(api_port),
+        "PREDICT_PORT": str(predict_port),
+        "WORKER_METRICS_PORT": "0",
+    }
+    env.pop("DATABASE_URL", None)
+    env.pop("REDIS_URL", None)
+    api = f"http://127.0.0.1:{api_port}"
+    kiln = str(Path(sys.executable).parent / "kiln")
+    log = (home / "kiln-up.log").open("wb")
+    proc = subprocess.Popen([kiln, "up", "--workers", "2"], env=env, stdout=log, stderr=log)
+    try:
+        wait(f"{api}/healthz", proc)
+        print(
+            f"breast_cancer, k={args.k}, {args.trials} trials, 2 workers on "
+            f"{len(os.sched_getaffinity(0))} cores"
+        )
+        search, took = run_search(api, {**data, **search_body}, args.wall_s + 600)
+        search = until_done(
+            api, f"/searches/{search['id']}", done=search_ended, timeout=args.wall_s
+        )
+        winner = search["leaderboard"][0]
+        print(
+            f"search (pruning on): {search['state']} in {took:.0f} s of a {args.wall_s:.0f} s "
+            f"budget; {search['counts']}; {search['fold_fits']} fold fits, "
+            f"{search['fold_fits'] / (took / 60):.1f} fold fits a minute"
+        )
+        f1 = winner["metrics"]["f1"]
+        print(
+            f"winner: trial {winner['trial']} {winner['params']}: "
+            f"mean F1 {f1['mean']:.4f} ± {f1['std']:.4f}; "
+            f"registered as version {search['refit']['model_version']}"
+        )
+        job = httpx.post(f"{api}/jobs", json={**data, "spec": baseline}, timeout=60).json()
+        done = until_done(
+            api, f"/jobs/{job['id']}", done=lambda j: j["state"] in ENDED, timeout=900
+        )
+        version = httpx.get(
+            f"{api}/models/bench-search/versions/{done['model_version']}", timeout=30
+        ).json()
+        base_f1 = version["metrics"]["f1"]
+        print(
+            f"examples/cancer-mlp.json, k={args.k}: mean F1 {base_f1['mean']:.4f} ± "
+            f"{base_f1['std']:.4f} (winner {f1['mean'] - base_f1['mean']:+.4f})"
+        )
+
+        print("\npruning (WilcoxonPruner, p 0.1, after 2 folds) replayed on each unpruned search:")
+        print("seed | fold fits unpruned | with pruning | saved | same best trial | wall s")
+        saved, same = [], 0
+        for seed in range(args.seeds):
+            body = {
+                **data,
+                **search_body,
+                "options": {"prune": False, "seed": seed, "refit": False},
+            }
+            unpruned, took = run_search(api, body, args.wall_s + 600)
+            trials = sorted(
+                (t for t in unpruned["leaderboard"] if t["state"] == "complete"),
+                key=lambda t: t["trial"],
+            )
+            fits = sum(len(t["folds"]) for t in trials)
+            pruned_fits, best = replay(trials, args.k)
+            saved.append(1 - pruned_fits / fits)
+            same += best == unpruned["best_trial"]
+            print(
+                f"{seed:>4} | {fits:>18} | {pruned_fits:>12} | {saved[-1]:>5.0%} | "
+                f"{'yes' if best == unpruned['best_trial'] else 'no':>15} | {took:>6.0f}"
+            )
+        print(
+            f"mean fold fits saved {statistics.fmean(saved):.0%}; the same best trial in "
+            f"{same} of {args.seeds} seeds"
+        )
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=60)
+        log.close()
+
+
+if __name__ == "__main__":
+    main()
