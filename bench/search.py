@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +75,7 @@ def replay(trials: list[dict[str, Any]], k: int) -> tuple[int, int | None]:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
     study = optuna.create_study(
         direction="maximize",
         pruner=optuna.pruners.WilcoxonPruner(p_threshold=0.1, n_startup_steps=2),

@@ -88,9 +88,10 @@ def advance(session: Session, *, search_id: str) -> list[TrainingJob]:
         return []
     trials = list(
         session.scalars(
-            select(TrainingJob).where(
-                TrainingJob.search_id == search_id, TrainingJob.kind == "trial"
-            )
+            select(TrainingJob)
+            .where(TrainingJob.search_id == search_id, TrainingJob.kind == "trial")
+            # Read under the lock: rows this session holds may be older than that.
+            .execution_options(populate_existing=True)
         ).all()
     )
     active = sum(t.state in ACTIVE_STATES for t in trials)

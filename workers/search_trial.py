@@ -14,6 +14,7 @@ import logging
 import random
 import statistics
 import time
+import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -144,7 +145,7 @@ def _run(
             raise TrialSpecInvalid(f"fold {result.fold} has no score {metric!r}")
         scores.append(float(value))
         trial.report(float(value), step=result.fold - 1)
-        if result.fold == spec.k_folds:
+        if len(scores) == spec.k_folds:  # the last to end (folds in processes end in any order)
             return
         if utcnow() >= search.deadline_at:
             raise _Pruned("stopped")
@@ -185,11 +186,14 @@ def _study(run: JobRun, search: Search) -> optuna.Study:
     sampler = optuna.samplers.TPESampler(
         seed=options.seed * 7919 + (run.job.trial or 0), constant_liar=True
     )
-    pruner: optuna.pruners.BasePruner = (
-        optuna.pruners.WilcoxonPruner(p_threshold=0.1, n_startup_steps=2)
-        if options.prune
-        else optuna.pruners.NopPruner()
-    )
+    with warnings.catch_warnings():
+        # "WilcoxonPruner is experimental": on every trial's log, and nothing to act on.
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        pruner: optuna.pruners.BasePruner = (
+            optuna.pruners.WilcoxonPruner(p_threshold=0.1, n_startup_steps=2)
+            if options.prune
+            else optuna.pruners.NopPruner()
+        )
     return optuna.create_study(
         study_name=search.study_name,
         storage=storage,

@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from core.vocabulary import JobState
-from services.api.schemas import MODEL_NAME_PATTERN, FoldRead, Text
+from services.api.schemas import MODEL_NAME_PATTERN, FromRow, Text
 from training.spec import ModelSpec
 from training.spec.search import Budget, Objective, SearchOptions, SearchSpace
 
@@ -33,6 +33,16 @@ class MeanStd(BaseModel):
     std: float
 
 
+class TrialFoldRead(FromRow):
+    """A trial's fold without its curves (they are at GET /jobs/{job_id}/history)."""
+
+    fold: int
+    n_train: int
+    n_val: int
+    metrics: dict[str, Any]
+    seconds: float | None
+
+
 class TrialRead(BaseModel):
     trial: int = Field(description="Kiln's number of the trial in its search, from 1.")
     job_id: str
@@ -44,7 +54,7 @@ class TrialRead(BaseModel):
     params: dict[str, Any] | None = Field(description="The sampled value of each dimension.")
     objective: float | None = Field(description="The objective's mean over the trial's folds.")
     metrics: dict[str, MeanStd] = Field(description="Mean and std over the folds it trained.")
-    folds: list[FoldRead]
+    folds: list[TrialFoldRead]
     folds_sha256: str | None
     seconds: float | None = Field(description="Its folds' training time, summed.")
     worker: str | None = Field(description="host:pid of the worker process that ran it.")

@@ -8,8 +8,13 @@ from fastapi import Request
 
 from core.vocabulary import JobState
 from registry.models import Search, TrainingJob
-from services.api.schemas import FoldRead
-from services.api.search_schemas import MeanStd, RefitRead, SearchRead, TrialRead
+from services.api.search_schemas import (
+    MeanStd,
+    RefitRead,
+    SearchRead,
+    TrialFoldRead,
+    TrialRead,
+)
 
 # Leaderboard order after the complete trials, which come first, best first.
 _ORDER = ("running", "queued", "pruned", "stopped", "failed", "cancelled")
@@ -41,7 +46,7 @@ def trial_read(job: TrainingJob) -> TrialRead:
         params=job.params,
         objective=job.objective,
         metrics=metrics,
-        folds=[FoldRead.model_validate(f) for f in job.folds],
+        folds=[TrialFoldRead.model_validate(f) for f in job.folds],
         folds_sha256=job.folds_sha256,
         seconds=sum(seconds) if seconds else None,
         worker=job.worker,

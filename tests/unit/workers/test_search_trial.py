@@ -4,9 +4,12 @@ SQLite registry, and the leaderboard read back over the API."""
 
 from __future__ import annotations
 
+import json
+import time
 from typing import Any
 
 import optuna
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
@@ -17,6 +20,7 @@ from registry.db import make_engine, make_sessionmaker
 from registry.models import TrainingJob
 from services.settings import ApiSettings
 from tests.factories import mlp
+from tests.unit.services.cli.conftest import through
 from workers.training_job import run_training_job
 
 BASE = mlp(4, epochs=4, batch_size=64, k_folds=3, seed=3)
@@ -59,7 +63,7 @@ def submit(client: TestClient, **changes: Any) -> dict[str, Any]:
 
 
 def test_a_search_ranks_its_trials_on_shared_folds_and_registers_the_best(
-    own_api: tuple[TestClient, ApiSettings],
+    own_api: tuple[TestClient, ApiSettings], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     client, settings = own_api
     accepted = submit(client)
@@ -107,17 +111,70 @@ def test_a_search_ranks_its_trials_on_shared_folds_and_registers_the_best(
     assert len(study.trials) == 3
     assert abs(study.best_value - board[0]["objective"]) < 1e-12
 
+    # kiln searches show: the leaderboard, best first, and the registered version.
+    out = through(client, monkeypatch)("searches", "show", accepted["id"], "--top", "2")
+    assert out.exit_code == 0, out.output
+    rows = [line for line in out.stdout.splitlines() if line.startswith("│")]
+    assert len(rows) == 2
+    assert rows[0].split("│")[2].strip() == str(board[0]["trial"])
+    assert f"{board[0]['metrics']['f1']['mean']:.4f} ± " in rows[0]
+    assert f"units={board[0]['params']['units']}" in rows[0]
+    assert f"best trial {board[0]['trial']}: refit job {refit['job_id']} succeeded, version 1" in (
+        " ".join(out.stdout.split())
+    )
+
 
 def test_cancel_stops_the_search_and_its_queued_trials(
-    own_api: tuple[TestClient, ApiSettings],
+    own_api: tuple[TestClient, ApiSettings], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     client, settings = own_api
     accepted = submit(client)
-    resp = client.post(f"/searches/{accepted['id']}/cancel")
-    assert resp.status_code == 200, resp.text
-    body = resp.json()
+    out = through(client, monkeypatch)("searches", "cancel", accepted["id"], "--json")
+    assert out.exit_code == 0, out.output
+    body = json.loads(out.stdout)
     assert body["state"] == "cancelled"
     assert [t["state"] for t in body["leaderboard"]] == ["cancelled", "cancelled"]
     assert drive(settings, accepted["id"]) == []
     again = client.post(f"/searches/{accepted['id']}/cancel")
     assert again.status_code == 409
+
+
+def test_a_pruned_trial_stops_between_folds_and_a_search_with_none_complete_fails(
+    own_api: tuple[TestClient, ApiSettings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Optuna's pruner decides; what Kiln does with its answer is checked here, with a
+    pruner that always says stop."""
+    client, settings = own_api
+    monkeypatch.setattr(optuna.trial.Trial, "should_prune", lambda _self: True)
+    accepted = submit(
+        client,
+        budget={"trials": 2, "parallel": 1, "wall_s": 600},
+        options={"seed": 1, "prune": True},
+    )
+    said = drive(settings, accepted["id"])
+    assert len(said) == 2
+    assert all(" pruned" in line for line in said), said
+    search = client.get(accepted["links"]["self"]).json()
+    assert [(t["state"], len(t["folds"]), t["objective"]) for t in search["leaderboard"]] == [
+        ("pruned", 1, None),
+        ("pruned", 1, None),
+    ]
+    assert search["state"] == "failed"
+    assert search["reason"] == "no_trial_completed: 2 pruned"
+    assert search["refit"] is None
+    study = optuna.load_study(
+        study_name=f"kiln-search-{accepted['id']}", storage=settings.database_url
+    )
+    assert {t.state for t in study.trials} == {optuna.trial.TrialState.PRUNED}
+
+
+def test_no_trial_starts_after_the_wall_time(own_api: tuple[TestClient, ApiSettings]) -> None:
+    client, settings = own_api
+    accepted = submit(client, budget={"trials": 5, "parallel": 2, "wall_s": 0.5})
+    time.sleep(1.0)
+    said = drive(settings, accepted["id"])
+    assert said == ["stopped: the search's wall time had passed"] * 2
+    search = client.get(accepted["links"]["self"]).json()
+    assert [t["state"] for t in search["leaderboard"]] == ["stopped", "stopped"]
+    assert search["state"] == "failed"
+    assert search["reason"] == "no_trial_completed: 2 stopped"
