@@ -70,7 +70,7 @@ def run_search(api: str, body: dict[str, Any], timeout: float) -> tuple[dict[str
     return search, time.monotonic() - started
 
 
-def replay(trials: list[dict[str, Any]], k: int) -> tuple[int, int | None]:
+def replay(trials: list[dict[str, Any]], k: int, p: float) -> tuple[int, int | None]:
     """(fold fits, best trial) of ``trials`` (complete, in order) with the pruner on."""
     import optuna
 
@@ -78,7 +78,7 @@ def replay(trials: list[dict[str, Any]], k: int) -> tuple[int, int | None]:
     warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
     study = optuna.create_study(
         direction="maximize",
-        pruner=optuna.pruners.WilcoxonPruner(p_threshold=0.1, n_startup_steps=2),
+        pruner=optuna.pruners.WilcoxonPruner(p_threshold=p, n_startup_steps=2),
     )
     fits, best, best_value = 0, None, -1.0
     for trial in trials:
@@ -98,13 +98,73 @@ def replay(trials: list[dict[str, Any]], k: int) -> tuple[int, int | None]:
     return fits, best
 
 
+def print_replays(unpruned: list[dict[str, Any]], k: int, thresholds: list[float]) -> None:
+    """Each unpruned search's trials replayed through the pruner at each p threshold."""
+    for p in thresholds:
+        print(f"\npruning (WilcoxonPruner, p_threshold {p}, after 2 folds), replayed:")
+        print("seed | fold fits unpruned | with pruning | saved | same best trial")
+        saved, same = [], 0
+        for seed, search in enumerate(unpruned):
+            trials = sorted(
+                (t for t in search["leaderboard"] if t["state"] == "complete"),
+                key=lambda t: t["trial"],
+            )
+            fits = sum(len(t["folds"]) for t in trials)
+            pruned_fits, best = replay(trials, k, p)
+            saved.append(1 - pruned_fits / fits)
+            same += best == search["best_trial"]
+            print(
+                f"{seed:>4} | {fits:>18} | {pruned_fits:>12} | {saved[-1]:>5.0%} | "
+                f"{'yes' if best == search['best_trial'] else 'no':>15}"
+            )
+        print(
+            f"mean fold fits saved {statistics.fmean(saved):.0%}; the same best trial in "
+            f"{same} of {len(unpruned)} seeds"
+        )
+
+
+def from_database(url: str) -> list[dict[str, Any]]:
+    """The unpruned searches an earlier run left in its registry (oldest first), as the
+    API shows them."""
+    from registry import searches
+    from registry.db import make_engine, make_sessionmaker
+
+    with make_sessionmaker(make_engine(url))() as session:
+        rows = [s for s in searches.searches(session, limit=1000) if not s.options["prune"]]
+        return [
+            {
+                "best_trial": s.best_trial,
+                "leaderboard": [
+                    {
+                        "trial": t.trial,
+                        "state": t.outcome if t.state == "succeeded" else str(t.state),
+                        "folds": [{"fold": f.fold, "metrics": f.metrics} for f in t.folds],
+                    }
+                    for t in s.trials
+                ],
+            }
+            for s in reversed(rows)
+        ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--trials", type=int, default=24)
     parser.add_argument("--k", type=int, default=5)
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--wall-s", type=float, default=900.0)
+    parser.add_argument(
+        "--p", default="0.1,0.15,0.25", help="Pruner p thresholds to replay, comma-separated."
+    )
+    parser.add_argument(
+        "--replay-db",
+        help="Replay the unpruned searches of an earlier run's registry (its DATABASE_URL, "
+        "sqlite:///<KILN_HOME>/kiln.db) instead of running anything.",
+    )
     args = parser.parse_args()
+    if args.replay_db:
+        print_replays(from_database(args.replay_db), args.k, [float(p) for p in args.p.split(",")])
+        return
 
     search_body = json.loads((ROOT / "examples/cancer-search.json").read_text())
     search_body["spec"]["k_folds"] = args.k
@@ -162,32 +222,17 @@ def main() -> None:
             f"{base_f1['std']:.4f} (winner {f1['mean'] - base_f1['mean']:+.4f})"
         )
 
-        print("\npruning (WilcoxonPruner, p 0.1, after 2 folds) replayed on each unpruned search:")
-        print("seed | fold fits unpruned | with pruning | saved | same best trial | wall s")
-        saved, same = [], 0
+        unpruned = []
         for seed in range(args.seeds):
             body = {
                 **data,
                 **search_body,
                 "options": {"prune": False, "seed": seed, "refit": False},
             }
-            unpruned, took = run_search(api, body, args.wall_s + 600)
-            trials = sorted(
-                (t for t in unpruned["leaderboard"] if t["state"] == "complete"),
-                key=lambda t: t["trial"],
-            )
-            fits = sum(len(t["folds"]) for t in trials)
-            pruned_fits, best = replay(trials, args.k)
-            saved.append(1 - pruned_fits / fits)
-            same += best == unpruned["best_trial"]
-            print(
-                f"{seed:>4} | {fits:>18} | {pruned_fits:>12} | {saved[-1]:>5.0%} | "
-                f"{'yes' if best == unpruned['best_trial'] else 'no':>15} | {took:>6.0f}"
-            )
-        print(
-            f"mean fold fits saved {statistics.fmean(saved):.0%}; the same best trial in "
-            f"{same} of {args.seeds} seeds"
-        )
+            search, took = run_search(api, body, args.wall_s + 600)
+            print(f"seed {seed}, pruning off: {search['fold_fits']} fold fits in {took:.0f} s")
+            unpruned.append(search)
+        print_replays(unpruned, args.k, [float(p) for p in args.p.split(",")])
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=60)

@@ -73,12 +73,12 @@ def run_trial(run: JobRun, *, store: ArtifactStore, fold_processes: int = 1) -> 
     if job.study_trial is not None:
         # An earlier attempt asked for this trial and its worker died: that Optuna trial
         # failed; this attempt asks for a new one.
-        study.tell(job.study_trial, state=optuna.trial.TrialState.FAIL)
+        _tell_failed(study, job.study_trial)
     trial = study.ask(distributions(SearchSpace.model_validate(search.space)))
     try:
         outcome, value = _run(run, search, trial, store, fold_processes)
     except BaseException:
-        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        _tell_failed(study, trial.number)
         raise
     if outcome == "complete":
         study.tell(trial, value)
@@ -88,6 +88,17 @@ def run_trial(run: JobRun, *, store: ArtifactStore, fold_processes: int = 1) -> 
         return "dropped: job no longer this attempt's"
     shown = "" if value is None else f" {search.objective['metric']}={value:.4f}"
     return f"trial {job.trial} (Optuna {trial.number}) {outcome}{shown}"
+
+
+def _tell_failed(study: optuna.Study, number: int) -> None:
+    """Mark an Optuna trial failed, on the way out of a failure: what goes wrong here (the
+    trial already finished, the database away) must not hide the failure itself."""
+    import optuna
+
+    try:
+        study.tell(number, state=optuna.trial.TrialState.FAIL)
+    except Exception as exc:
+        log.warning("Optuna trial %d not marked failed: %s", number, exc)
 
 
 def _run(
@@ -190,7 +201,7 @@ def _study(run: JobRun, search: Search) -> optuna.Study:
         # "WilcoxonPruner is experimental": on every trial's log, and nothing to act on.
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         pruner: optuna.pruners.BasePruner = (
-            optuna.pruners.WilcoxonPruner(p_threshold=0.1, n_startup_steps=2)
+            optuna.pruners.WilcoxonPruner(p_threshold=options.prune_p, n_startup_steps=2)
             if options.prune
             else optuna.pruners.NopPruner()
         )

@@ -171,6 +171,14 @@ class SearchOptions(Strict):
         description="Stop a trial between folds when its fold scores are already worse than "
         "the best trial's on the same folds (Optuna's WilcoxonPruner).",
     )
+    prune_p: float = Field(
+        default=0.1,
+        gt=0.0,
+        lt=1.0,
+        description="The pruner's p threshold: a trial stops once a one-sided Wilcoxon "
+        "signed-rank test over its folds so far says it is worse than the best trial's at "
+        "that level (from its third fold on).",
+    )
     seed: int = Field(default=0, ge=0, le=2**31 - 1, description="The sampler's seed (TPE).")
     refit: bool = Field(
         default=True, description="Train, export and register the best trial as a version."

@@ -178,3 +178,33 @@ def test_no_trial_starts_after_the_wall_time(own_api: tuple[TestClient, ApiSetti
     assert [t["state"] for t in search["leaderboard"]] == ["stopped", "stopped"]
     assert search["state"] == "failed"
     assert search["reason"] == "no_trial_completed: 2 stopped"
+
+
+def test_a_trial_run_again_after_its_worker_died_asks_optuna_anew(
+    own_api: tuple[TestClient, ApiSettings],
+) -> None:
+    """The sweeper queues a trial again when its worker stops beating: the Optuna trial
+    the dead attempt asked for is failed, and the new attempt trains a trial of its own."""
+    client, settings = own_api
+    accepted = submit(client, budget={"trials": 1, "parallel": 1, "wall_s": 600})
+    name = f"kiln-search-{accepted['id']}"
+    study = optuna.create_study(
+        study_name=name, storage=settings.database_url, direction="maximize"
+    )
+    orphan = study.ask()  # what the dead attempt had asked for
+    sm = make_sessionmaker(make_engine(settings.database_url))
+    with sm() as session:
+        job = session.scalars(
+            select(TrainingJob).where(TrainingJob.search_id == accepted["id"])
+        ).one()
+        job.study_trial, job.params = orphan.number, {"units": 2}
+        session.commit()
+    said = drive(settings, accepted["id"])
+    assert said[0].startswith("trial 1 (Optuna 1) complete"), said
+    states = {
+        t.number: t.state
+        for t in optuna.load_study(study_name=name, storage=settings.database_url).trials
+    }
+    assert states == {0: optuna.trial.TrialState.FAIL, 1: optuna.trial.TrialState.COMPLETE}
+    board = client.get(accepted["links"]["self"]).json()["leaderboard"]
+    assert [(t["state"], len(t["folds"])) for t in board] == [("complete", 3)]
