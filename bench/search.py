@@ -27,7 +27,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +35,8 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.e2e_job import free_port, wait  # noqa: E402
+from training.spec.search import SearchOptions  # noqa: E402
+from workers.search_trial import pruner  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 ENDED = ("succeeded", "failed", "cancelled")
@@ -70,16 +71,13 @@ def run_search(api: str, body: dict[str, Any], timeout: float) -> tuple[dict[str
     return search, time.monotonic() - started
 
 
-def replay(trials: list[dict[str, Any]], k: int, p: float) -> tuple[int, int | None]:
-    """(fold fits, best trial) of ``trials`` (complete, in order) with the pruner on."""
+def replay(trials: list[dict[str, Any]], k: int, options: SearchOptions) -> tuple[int, int | None]:
+    """(fold fits, best trial) of ``trials`` (complete, in order) with the pruner of
+    ``options``, the worker's own (workers.search_trial.pruner)."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-    study = optuna.create_study(
-        direction="maximize",
-        pruner=optuna.pruners.WilcoxonPruner(p_threshold=p, n_startup_steps=2),
-    )
+    study = optuna.create_study(direction="maximize", pruner=pruner(options))
     fits, best, best_value = 0, None, -1.0
     for trial in trials:
         scores = [f["metrics"]["f1"] for f in sorted(trial["folds"], key=lambda f: f["fold"])]
@@ -98,10 +96,23 @@ def replay(trials: list[dict[str, Any]], k: int, p: float) -> tuple[int, int | N
     return fits, best
 
 
-def print_replays(unpruned: list[dict[str, Any]], k: int, thresholds: list[float]) -> None:
-    """Each unpruned search's trials replayed through the pruner at each p threshold."""
-    for p in thresholds:
-        print(f"\npruning (WilcoxonPruner, p_threshold {p}, after 2 folds), replayed:")
+def pruners(text: str) -> list[SearchOptions]:
+    """ "wilcoxon:0.1,median" → the search options of each pruner to replay."""
+    chosen = []
+    for item in text.split(","):
+        name, _, p = item.partition(":")
+        fields: dict[str, Any] = {"pruner": name}
+        if p:
+            fields["prune_p"] = float(p)
+        chosen.append(SearchOptions.model_validate(fields))
+    return chosen
+
+
+def print_replays(unpruned: list[dict[str, Any]], k: int, chosen: list[SearchOptions]) -> None:
+    """Each unpruned search's trials replayed through each pruner."""
+    for options in chosen:
+        label = options.pruner + (f", p {options.prune_p}" if options.pruner == "wilcoxon" else "")
+        print(f"\npruning replayed ({label}):")
         print("seed | fold fits unpruned | with pruning | saved | same best trial")
         saved, same = [], 0
         for seed, search in enumerate(unpruned):
@@ -110,7 +121,7 @@ def print_replays(unpruned: list[dict[str, Any]], k: int, thresholds: list[float
                 key=lambda t: t["trial"],
             )
             fits = sum(len(t["folds"]) for t in trials)
-            pruned_fits, best = replay(trials, k, p)
+            pruned_fits, best = replay(trials, k, options)
             saved.append(1 - pruned_fits / fits)
             same += best == search["best_trial"]
             print(
@@ -154,7 +165,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--wall-s", type=float, default=900.0)
     parser.add_argument(
-        "--p", default="0.1,0.15,0.25", help="Pruner p thresholds to replay, comma-separated."
+        "--pruners",
+        default="wilcoxon:0.1,wilcoxon:0.3,wilcoxon:0.5,median",
+        help="Pruners to replay, comma-separated: wilcoxon:<p threshold> or median.",
     )
     parser.add_argument(
         "--replay-db",
@@ -163,7 +176,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.replay_db:
-        print_replays(from_database(args.replay_db), args.k, [float(p) for p in args.p.split(",")])
+        print_replays(from_database(args.replay_db), args.k, pruners(args.pruners))
         return
 
     search_body = json.loads((ROOT / "examples/cancer-search.json").read_text())
@@ -232,7 +245,7 @@ def main() -> None:
             search, took = run_search(api, body, args.wall_s + 600)
             print(f"seed {seed}, pruning off: {search['fold_fits']} fold fits in {took:.0f} s")
             unpruned.append(search)
-        print_replays(unpruned, args.k, [float(p) for p in args.p.split(",")])
+        print_replays(unpruned, args.k, pruners(args.pruners))
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=60)

@@ -90,6 +90,20 @@ def run_trial(run: JobRun, *, store: ArtifactStore, fold_processes: int = 1) -> 
     return f"trial {job.trial} (Optuna {trial.number}) {outcome}{shown}"
 
 
+def pruner(options: SearchOptions) -> optuna.pruners.BasePruner:
+    """The pruner a search's options ask for (bench/search.py replays with this too)."""
+    import optuna
+
+    if not options.prune:
+        return optuna.pruners.NopPruner()
+    if options.pruner == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
+    with warnings.catch_warnings():
+        # "WilcoxonPruner is experimental": on every trial's log, and nothing to act on.
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.pruners.WilcoxonPruner(p_threshold=options.prune_p, n_startup_steps=2)
+
+
 def _tell_failed(study: optuna.Study, number: int) -> None:
     """Mark an Optuna trial failed, on the way out of a failure: what goes wrong here (the
     trial already finished, the database away) must not hide the failure itself."""
@@ -197,19 +211,11 @@ def _study(run: JobRun, search: Search) -> optuna.Study:
     sampler = optuna.samplers.TPESampler(
         seed=options.seed * 7919 + (run.job.trial or 0), constant_liar=True
     )
-    with warnings.catch_warnings():
-        # "WilcoxonPruner is experimental": on every trial's log, and nothing to act on.
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        pruner: optuna.pruners.BasePruner = (
-            optuna.pruners.WilcoxonPruner(p_threshold=options.prune_p, n_startup_steps=2)
-            if options.prune
-            else optuna.pruners.NopPruner()
-        )
     return optuna.create_study(
         study_name=search.study_name,
         storage=storage,
         sampler=sampler,
-        pruner=pruner,
+        pruner=pruner(options),
         direction=search.objective["direction"],
         load_if_exists=True,
     )
