@@ -50,18 +50,23 @@ def cancel(session: Session, *, job_id: str, caller: Caller) -> TrainingJob:
     """Cancel a queued or running job; its worker sees it at its next heartbeat. Only its
     owner or an admin may (403 otherwise)."""
     job = jobs.get_job(session, job_id=job_id)
-    caller.require(Scope.TRAIN, model=job.model_name)
-    if not caller.may_act_for(job.owner):
-        raise ScopeMissing(
-            f"job {job_id} was submitted by {job.owner!r}; only its owner or a key with the "
-            "'admin' scope may cancel it"
-        )
+    may_cancel(caller, f"job {job_id}", model=job.model_name, owner=job.owner)
     if not jobs.cancel_job(session, job_id=job_id):
         raise InvalidState(
             f"job {job_id} is {job.state}; only queued or running jobs can be cancelled"
         )
     session.commit()
     return job
+
+
+def may_cancel(caller: Caller, what: str, *, model: str, owner: str | None) -> None:
+    """Cancelling needs the train scope on the model, and to be its submitter or an admin."""
+    caller.require(Scope.TRAIN, model=model)
+    if not caller.may_act_for(owner):
+        raise ScopeMissing(
+            f"{what} was submitted by {owner!r}; only its owner or a key with the 'admin' "
+            "scope may cancel it"
+        )
 
 
 def data_info(dataset: Dataset) -> DataInfo:

@@ -7,7 +7,6 @@ from datetime import timedelta
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
-from core.access import Scope, ScopeMissing
 from core.errors import KilnError
 from core.vocabulary import DataKind
 from registry import searches
@@ -21,7 +20,7 @@ from services.api.dispatch import send_committed
 from services.api.errors import SearchInvalid
 from services.api.search_schemas import SearchCreate
 from services.api.usecases import datasets
-from services.api.usecases.jobs import data_info
+from services.api.usecases.jobs import data_info, may_cancel
 from training.spec import DataInfo, check_against_data
 from training.spec.search import FAMILIES, METRICS, corners, trial_spec
 
@@ -97,12 +96,7 @@ def cancel(session: Session, *, search_id: str, caller: Caller) -> Search:
     """Cancel a search and its queued and running trials (and refit); only its owner or
     an admin may (403 otherwise)."""
     search = searches.get_search(session, search_id=search_id)
-    caller.require(Scope.TRAIN, model=search.model_name)
-    if not caller.may_act_for(search.owner):
-        raise ScopeMissing(
-            f"search {search_id} was submitted by {search.owner!r}; only its owner or a key "
-            "with the 'admin' scope may cancel it"
-        )
+    may_cancel(caller, f"search {search_id}", model=search.model_name, owner=search.owner)
     if not searches.cancel_search(session, search_id=search_id):
         raise InvalidState(
             f"search {search_id} is {search.state}; only a queued or running search can be "
