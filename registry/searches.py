@@ -108,14 +108,17 @@ def advance(session: Session, *, search_id: str) -> list[TrainingJob]:
 
 def _queue_trial(session: Session, search: Search, number: int) -> TrainingJob:
     # The base spec until its worker asks Optuna for the trial's parameters.
+    return _queue(session, search, kind="trial", spec=search.spec, trial=number)
+
+
+def _queue(session: Session, search: Search, **fields: Any) -> TrainingJob:
+    """Store a job of ``search`` (a trial or the refit), queued and marked sent."""
     job = TrainingJob(
         model_name=search.model_name,
         dataset_id=search.dataset_id,
-        spec=dict(search.spec),
         owner=search.owner,
-        kind="trial",
         search_id=search.id,
-        trial=number,
+        **{**fields, "spec": dict(fields["spec"])},
     )
     jobs.add_job(session, job)
     jobs.mark_enqueued(session, job_id=job.id)
@@ -141,18 +144,9 @@ def _finish(session: Session, search: Search, trials: list[TrainingJob]) -> list
     search.state = JobState.SUCCEEDED
     refits: list[TrainingJob] = []
     if search.options.get("refit", True):
-        refit = TrainingJob(
-            model_name=search.model_name,
-            dataset_id=search.dataset_id,
-            spec=dict(best.spec),
-            owner=search.owner,
-            kind="train",
-            search_id=search.id,
-            trial=best.trial,
-            params=best.params,
+        refit = _queue(
+            session, search, kind="train", spec=best.spec, trial=best.trial, params=best.params
         )
-        jobs.add_job(session, refit)
-        jobs.mark_enqueued(session, job_id=refit.id)
         search.refit_job_id = refit.id
         refits.append(refit)
     session.flush()

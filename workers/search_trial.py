@@ -54,7 +54,8 @@ class FoldsDiffer(KilnError):
 
 
 class _Pruned(Exception):
-    """Optuna said stop (or the search's wall time passed) after ``fold``."""
+    """Optuna said stop between folds ("pruned"), or the search's wall time passed
+    ("stopped")."""
 
     def __init__(self, outcome: str) -> None:
         super().__init__(outcome)

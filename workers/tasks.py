@@ -65,16 +65,17 @@ def register_tasks(
         max_retries=5,
     )
     def train(job_id: str) -> str:
+        sm = sm_factory()
         outcome = run_training_job(
             job_id,
-            sm=sm_factory(),
+            sm=sm,
             store=store_factory(),
             heartbeat_interval_s=heartbeat_interval_s,
             fold_processes=fold_processes,
             db_retry_s=db_retry_s,
         )
         log.info("job %s: %s", job_id, outcome)
-        advance_search(app, sm_factory(), job_id)
+        advance_search(app, sm, job_id)
         return outcome
 
     # The job id on every line of the task's run, Celery's own "succeeded" line included

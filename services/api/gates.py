@@ -19,9 +19,8 @@ from scipy import stats
 from registry.models import FoldMetric, ModelVersion
 from services.api.alias_schemas import PromotionGate
 from services.api.errors import GateMetricUnknown, GateRefused, NotComparable
+from training.spec.search import LOWER_IS_BETTER
 
-# Metrics where a smaller value is the better model; every other metric is higher-better.
-LOWER_IS_BETTER = frozenset({"loss", "log_loss", "mse", "rmse", "mae", "error_rate"})
 TEST = "one-sided paired t-test over the folds, corrected for their shared training rows"
 # What decides which rows each fold holds: versions that agree on all of it were scored on
 # the same folds (k-fold is seeded, so the same spec fields give the same split).

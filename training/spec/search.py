@@ -51,6 +51,8 @@ METRICS: dict[Task, tuple[str, ...]] = {
     Task.REGRESSION: ("mse", "rmse", "mae", "r2"),
 }
 METRICS[Task.MULTICLASS] = METRICS[Task.BINARY]
+# Metrics where a smaller value is the better model (a search's default direction, a
+# promotion gate's sense of "better"); every other metric is higher-better.
 LOWER_IS_BETTER = frozenset({"loss", "log_loss", "mse", "rmse", "mae", "error_rate"})
 
 
