@@ -101,3 +101,13 @@ class MetricUnknown(KilnError):
 class RegistryUnavailable(KilnError):
     kind = ErrorKind.UNAVAILABLE
     code = "registry_unavailable"
+
+
+class ReportNotFound(KilnError):
+    kind = ErrorKind.NOT_FOUND
+    code = "report_not_found"
+
+
+class ReportExists(KilnError):
+    kind = ErrorKind.CONFLICT
+    code = "report_exists"

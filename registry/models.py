@@ -92,6 +92,9 @@ class ModelVersion(Base):
     onnx_sha256: Mapped[str] = mapped_column(String(64))
     onnx_size_bytes: Mapped[int] = mapped_column(BigInteger)
     keras_sha256: Mapped[str] = mapped_column(String(64))
+    # The evaluation report (training.report), a JSON artifact; None for a version
+    # registered before reports until a report job writes one.
+    report_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
     library_versions: Mapped[dict[str, str]] = mapped_column(JSON)
     device: Mapped[str] = mapped_column(String(200))
     # Metrics on the held-out test split, when the spec asked for one.
@@ -142,7 +145,9 @@ class TrainingJob(Base):
     worker: Mapped[str | None] = mapped_column(String(200), nullable=True)
     # The owner of the API key that submitted it (None when Kiln runs open).
     owner: Mapped[str | None] = mapped_column(String(200), nullable=True, index=True)
-    # "train" (registers a version) or "trial" (one trial of a search: k-fold only).
+    # "train" (registers a version), "trial" (one trial of a search: k-fold only) or
+    # "report" (the evaluation report of version params["version"], registered before
+    # reports).
     kind: Mapped[str] = mapped_column(String(20), default="train", server_default="train")
     # The search it belongs to: its trials, and the refit of its best trial (lineage).
     search_id: Mapped[str | None] = mapped_column(
@@ -150,7 +155,7 @@ class TrainingJob(Base):
     )
     # Kiln's number of the trial within its search (1, 2, …); on a refit, the winner's.
     trial: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    # A trial's sampled parameters, Optuna's number for it, how it ended ("complete",
+    # A trial's sampled parameters (a report job's: its version), Optuna's number for it, how it ended ("complete",
     # "pruned", "stopped" at the search's wall time) and its objective (mean over folds).
     params: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     study_trial: Mapped[int | None] = mapped_column(Integer, nullable=True)

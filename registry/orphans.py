@@ -44,7 +44,7 @@ def put_referenced(
 
 
 def referenced(session: Session, hashes: Iterable[str]) -> set[str]:
-    """The hashes a version (ONNX or Keras file) or a dataset refers to."""
+    """The hashes a version (ONNX, Keras or report file) or a dataset refers to."""
     wanted = set(hashes)
     if not wanted:
         return set()
@@ -56,6 +56,11 @@ def referenced(session: Session, hashes: Iterable[str]) -> set[str]:
     used |= set(
         session.scalars(
             select(ModelVersion.keras_sha256).where(ModelVersion.keras_sha256.in_(wanted))
+        )
+    )
+    used |= set(
+        session.scalars(
+            select(ModelVersion.report_sha256).where(ModelVersion.report_sha256.in_(wanted))
         )
     )
     used |= set(session.scalars(select(Dataset.sha256).where(Dataset.sha256.in_(wanted))))

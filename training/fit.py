@@ -73,14 +73,23 @@ def run_fold(
     model, history = fit(
         plan, X[train_idx], y[train_idx], validation=(X[val_idx], y[val_idx]), fold=fold
     )
-    metrics = score(plan.spec, model, X[val_idx], y[val_idx])
+    output = predict(model, np.asarray(X[val_idx], dtype=np.float32))
+    metrics = metrics_of(plan.spec, y[val_idx], output)
     seconds = time.perf_counter() - started
-    return FoldResult(fold, len(train_idx), len(val_idx), metrics, history, seconds)
+    return FoldResult(
+        fold,
+        len(train_idx),
+        len(val_idx),
+        metrics,
+        history,
+        seconds,
+        y_true=y[val_idx],
+        output=output,
+    )
 
 
-def score(spec: ModelSpec, model: Any, X: np.ndarray, y: np.ndarray) -> dict[str, MetricValue]:
-    """The fold (or test-set) metrics of a trained model on rows it did not train on."""
-    output = predict(model, np.asarray(X, dtype=np.float32))
+def metrics_of(spec: ModelSpec, y: np.ndarray, output: np.ndarray) -> dict[str, MetricValue]:
+    """The fold (or test-set) metrics of a model's ``output`` on rows with targets ``y``."""
     if spec.task == Task.REGRESSION:
         return dict(regression_metrics(y, output))
     return classification_metrics(y, output, n_classes=spec.n_classes)

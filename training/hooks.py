@@ -7,7 +7,9 @@ fit, instead of three callbacks through every signature.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+import numpy as np
 
 from training.metrics import MetricValue
 
@@ -25,6 +27,9 @@ class FoldResult:
     history: dict[str, list[float]]
     # The fold's fit and scoring, wall-clock.
     seconds: float = 0.0
+    # The validation rows' targets and the fold model's outputs on them (the report's).
+    y_true: np.ndarray | None = field(default=None, repr=False, compare=False)
+    output: np.ndarray | None = field(default=None, repr=False, compare=False)
 
 
 OnFold = Callable[[FoldResult], None]

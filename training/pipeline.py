@@ -16,10 +16,11 @@ from training.cv import fit_full, fold_splits, folds_sha256, run_kfold
 from training.data import Table
 from training.errors import DataError, ParityError
 from training.export import INPUT_NAME, OUTPUT_NAME, check_parity, to_onnx
-from training.fit import FitPlan, hold_out, score
+from training.fit import FitPlan, hold_out, metrics_of, predict
 from training.hooks import FoldResult, Hooks
 from training.metrics import MetricValue, summarize
 from training.provenance import device_name, library_versions
+from training.report import Scored, evaluation_report
 from training.spec import ModelSpec, check_against_data
 from training.spec.layers import Embedding
 
@@ -39,6 +40,8 @@ class TrainingResult:
     n_test: int = 0
     # training.cv.folds_sha256 of the folds; None without cross-validation.
     folds_sha256: str | None = None
+    # training.report.evaluation_report of the folds, the test rows or the training rows.
+    report: dict[str, Any] | None = None
 
 
 def run_training(
@@ -56,10 +59,18 @@ def run_training(
     # on its own training rows; the version says so (its spec's cross_validation).
     folds = run_kfold(plan, X, y, processes=fold_processes) if spec.cross_validation else []
     model = fit_full(plan, X, y)
-    summary = summarize([f.metrics for f in folds] or [score(spec, model, X, y)])
+    scored = [
+        Scored("fold", f.y_true, f.output, f.fold)
+        for f in folds
+        if f.y_true is not None and f.output is not None
+    ]
+    if not spec.cross_validation:
+        scored.append(Scored("training", y, predict(model, np.asarray(X, dtype=np.float32))))
+    summary = summarize([f.metrics for f in folds] or [metrics_of(spec, y, scored[-1].output)])
     test_metrics = None
     if X_test is not None and y_test is not None:
-        test_metrics = score(spec, model, X_test, y_test)
+        scored.append(Scored("test", y_test, predict(model, np.asarray(X_test, dtype=np.float32))))
+        test_metrics = metrics_of(spec, y_test, scored[-1].output)
     onnx_bytes = to_onnx(model, input_shape=table.X.shape[1:])
     parity = check_parity(model, onnx_bytes, table.X)
     if not parity["passed"]:
@@ -82,6 +93,7 @@ def run_training(
         test_metrics=test_metrics,
         n_test=0 if y_test is None else len(y_test),
         folds_sha256=fold_assignment(table, spec) if spec.cross_validation else None,
+        report=evaluation_report(spec, scored, class_labels=table.class_labels),
     )
 
 
@@ -93,6 +105,27 @@ def cross_validate(
     plan = FitPlan(spec, hooks or Hooks(), label_weights(table, spec))
     X, y, _, _ = _split_test(table, spec)
     return run_kfold(plan, X, y, processes=fold_processes)
+
+
+def report_of_export(table: Table, *, spec: ModelSpec, onnx_bytes: bytes) -> dict[str, Any]:
+    """The evaluation report of an exported model alone, for a version registered before
+    reports: its fold models were never kept, so it covers the rows `test_split` held
+    out, or without a test split every row the model trained on (marked "training")."""
+    import onnxruntime as ort
+
+    _check_table(table, spec)
+    X, y, X_test, y_test = _split_test(table, spec)
+    session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
+
+    def outputs(rows: np.ndarray) -> np.ndarray:
+        (out,) = session.run([OUTPUT_NAME], {INPUT_NAME: np.asarray(rows, dtype=np.float32)})
+        return np.asarray(out)
+
+    if X_test is not None and y_test is not None:
+        scored = [Scored("test", y_test, outputs(X_test))]
+    else:
+        scored = [Scored("training", y, outputs(X))]
+    return evaluation_report(spec, scored, class_labels=table.class_labels)
 
 
 def fold_assignment(table: Table, spec: ModelSpec) -> str:

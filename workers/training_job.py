@@ -17,6 +17,7 @@ from training.spec import ModelSpec
 from workers.data import load_table
 from workers.jobrun import JobRun, run_job
 from workers.progress import Progress
+from workers.report_job import report_bytes, write_report
 
 
 def train(run: JobRun, *, store: ArtifactStore, fold_processes: int = 1) -> str:
@@ -38,6 +39,11 @@ def train(run: JobRun, *, store: ArtifactStore, fold_processes: int = 1) -> str:
         # the same bytes cannot take them away (registry.orphans).
         onnx_sha256 = orphans.put_referenced(session, store, result.onnx_bytes)
         keras_sha256 = orphans.put_referenced(session, store, result.keras_bytes)
+        report_sha256 = (
+            None
+            if result.report is None
+            else orphans.put_referenced(session, store, report_bytes(result.report))
+        )
         row = ModelVersion(
             job_id=job.id,
             dataset_id=dataset.id,
@@ -48,6 +54,7 @@ def train(run: JobRun, *, store: ArtifactStore, fold_processes: int = 1) -> str:
             onnx_sha256=onnx_sha256,
             onnx_size_bytes=len(result.onnx_bytes),
             keras_sha256=keras_sha256,
+            report_sha256=report_sha256,
             library_versions=result.library_versions,
             device=result.device,
             retrained_from_id=job.retrained_from_id,
@@ -81,13 +88,16 @@ def run_training_job(
     db_retry_s: float = 60.0,
 ) -> str:
     """Run one job to a terminal state with its kind's body: a training job registers a
-    version, a search's trial only cross-validates; what the Celery task calls."""
+    version, a search's trial only cross-validates, a report job writes an older version's
+    evaluation report; what the Celery task calls."""
 
     def body(run: JobRun) -> str:
         if run.job.kind == "trial":
             from workers.search_trial import run_trial
 
             return run_trial(run, store=store, fold_processes=fold_processes)
+        if run.job.kind == "report":
+            return write_report(run, store=store)
         return train(run, store=store, fold_processes=fold_processes)
 
     return run_job(

@@ -28,7 +28,7 @@ from services.api.dispatch import Dispatcher
 from services.api.limits import MULTIPART_SLACK, BodyLimit
 from services.api.metrics import ApiMetrics, HttpMetrics
 from services.api.reads import Reads
-from services.api.routes import aliases, datasets, jobs, keys, models, searches, versions
+from services.api.routes import aliases, datasets, jobs, keys, models, reports, searches, versions
 from services.api.sessions import DatabaseProbe, SessionGate
 from services.api.sweeper import Sweeper
 from services.settings import ApiSettings
@@ -144,6 +144,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.include_router(models.router)
     app.include_router(aliases.router)
     app.include_router(versions.router)
+    app.include_router(reports.router)
     app.include_router(keys.router)
     dashboard.install(app, predict_url=settings.dashboard_predict_url)
 

@@ -130,7 +130,8 @@ class JobRead(FromRow):
     folds: list[FoldRead]
     kind: str = Field(
         default="train",
-        description="train (registers a version) or trial (one trial of a search, k-fold only).",
+        description="train (registers a version), trial (one trial of a search, k-fold only) "
+        "or report (writes the evaluation report of a version registered before reports).",
     )
     search_id: str | None = Field(
         default=None, description="The search it is a trial of, or whose best trial it refits."

@@ -119,6 +119,18 @@ def version_read(request: Request, mv: ModelVersion) -> ModelVersionRead:
                 sha256=mv.onnx_sha256, size_bytes=mv.onnx_size_bytes, url=str(onnx_url)
             ),
             "keras": ArtifactRead(sha256=mv.keras_sha256),
+            **(
+                {}
+                if mv.report_sha256 is None
+                else {
+                    "report": ArtifactRead(
+                        sha256=mv.report_sha256,
+                        url=str(
+                            request.url_for("get_report", name=mv.model_name, version=mv.version)
+                        ),
+                    )
+                }
+            ),
         },
         library_versions=mv.library_versions,
         device=mv.device,

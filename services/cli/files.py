@@ -47,16 +47,16 @@ def open_for_upload(path: Path, option: str) -> IO[bytes]:
         raise _refuse(option, path, _why(exc)) from None
 
 
-def output_path(path: Path, default_name: str, *, force: bool) -> Path:
+def output_path(path: Path, default_name: str, *, force: bool, option: str = "--output") -> Path:
     """Where a download goes: ``path`` itself, or ``default_name`` inside it when it is a
     folder. An existing file is kept unless ``force``."""
     target = path / default_name if path.is_dir() else path
     if target.exists() and not force:
-        raise _refuse("--output", target, "exists already; --force replaces it")
+        raise _refuse(option, target, "exists already; --force replaces it")
     if not target.parent.is_dir():
-        raise _refuse("--output", target, f"its folder {target.parent} does not exist")
+        raise _refuse(option, target, f"its folder {target.parent} does not exist")
     return target
 
 
-def write_failed(path: Path, exc: OSError) -> CliError:
-    return _refuse("--output", path, f"cannot be written: {_why(exc)}")
+def write_failed(path: Path, exc: OSError, option: str = "--output") -> CliError:
+    return _refuse(option, path, f"cannot be written: {_why(exc)}")

@@ -323,3 +323,66 @@ def download(
     console.print(
         f"{name} v{number}: {size} bytes written to {target} (sha256 {expected}, checked)"
     )
+
+
+@app.command("report")
+def report(
+    name: str,
+    version: VersionOrAlias,
+    html: Annotated[
+        Path | None,
+        typer.Option(
+            "--html",
+            help="Also write the report as one self-contained HTML file (a file, or a "
+            "folder for NAME-vN-report.html).",
+        ),
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing file.")] = False,
+    write: Annotated[
+        bool,
+        typer.Option(
+            "--write",
+            help="Queue a job that writes the report of a version registered before reports.",
+        ),
+    ] = False,
+    wait: jobs.Wait = False,
+    json: Json = False,
+    quiet: Quiet = False,
+    api_url: ApiUrl = DEFAULT_API,
+) -> None:
+    """A version's evaluation report: each fold's and the test rows' scores; with --html,
+    the curves, calibration and threshold table in one file to open or attach."""
+    with http.client(api_url) as c:
+        number = resolve(c, name, version)
+        url = f"/models/{name}/versions/{number}/report"
+        if write:
+            accepted = http.check(c.post(url))
+            jobs.queued(accepted, wait=wait, json=json, quiet=quiet, api_url=api_url)
+            return
+        body = http.check(c.get(url))
+        if html is not None:
+            target = files.output_path(
+                html, f"{name}-v{number}-report.html", force=force, option="--html"
+            )
+            page = c.get(f"{url}.html")
+            if page.is_error:
+                raise http.refused(page)
+            try:
+                target.write_bytes(page.content)
+            except OSError as exc:
+                raise files.write_failed(target, exc, "--html") from None
+            err.print(f"wrote {target} ({len(page.content):,} bytes)")
+    if json:
+        emit_json(body)
+        return
+    names = ("mae", "rmse", "r2") if body["class_labels"] is None else ("accuracy", "f1", "roc_auc")
+    table = Table("rows", "n", *names, *(() if body["class_labels"] is None else ("brier",)))
+    for s in body["sections"]:
+        source = f"fold {s['fold']}" if s["source"] == "fold" else f"{s['source']} rows"
+        figures = [s["metrics"].get(n) for n in names]
+        if body["class_labels"] is not None:
+            figures.append(s["brier"])
+        table.add_row(
+            source, str(s["n_rows"]), *("n/a" if f is None else f"{f:.4f}" for f in figures)
+        )
+    console.print(table)

@@ -241,6 +241,14 @@ def test_the_dashboard_trains_shows_promotes_and_predicts(
     assert job_id[:8] in page.inner_text("main")
     page.set_viewport_size({"width": 1280, "height": 760})
     shot(page, "page", "dashboard-version.png", tmp_path)
+    # The evaluation report opens in a tab of its own, its curves drawn in the page.
+    with page.context.expect_page() as opened:
+        page.click("#open-report")
+    report = opened.value
+    report.wait_for_selector("svg")
+    assert "Evaluation report: dash version 1" in report.inner_text("h1")
+    assert report.locator("figure svg polyline").count() >= 3 * 3  # ROC, PR, calibration
+    report.close()
 
     # -- a second, quick version, and the two side by side ------------------------------------
     quick = {**SPEC, "epochs": 5}

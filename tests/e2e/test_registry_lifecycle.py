@@ -2,7 +2,8 @@
 Redis and an S3 bucket (moto's S3 server, its own process on loopback): a trained
 version's lineage is true, artifacts live in the bucket and are checked on the way out,
 an alias is promoted and the predictor follows it within 2 s, a retrain on other data
-records where it came from, and compare shows the stored per-fold metrics."""
+records where it came from, compare shows the stored per-fold metrics, and a version's
+evaluation report is there (or, for a version without one, written by a report job)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,11 @@ from typing import Any
 import pytest
 import redis
 from sklearn.datasets import load_breast_cancer
+from sklearn.metrics import roc_auc_score
+from sqlalchemy import update
 
+from registry.db import make_engine
+from registry.models import ModelVersion
 from tests.conftest import create_pg_database, drop_pg_database, pg_url, require_server
 from tests.e2e.conftest import (
     REDIS_URL,
@@ -284,3 +289,69 @@ def test_a_corrupted_object_in_the_bucket_is_refused(
     assert resp.status_code == 500
     assert resp.headers["content-type"].startswith("application/problem+json")
     assert "is corrupt" in resp.json()["detail"]
+
+
+def test_a_version_has_its_report_and_an_older_one_gets_one_from_a_worker(
+    s3_stack: tuple[Stack, str], trained: dict[str, Any]
+) -> None:
+    stack, _ = s3_stack
+    model = trained["model"]
+    url = f"{stack.api}/models/{model}/versions/1/report"
+    version = http.get(f"{stack.api}/models/{model}/versions/1").json()
+
+    report = http.get(url).json()
+
+    # Written by the training job: each fold's model on its validation rows, with the
+    # figures the version's folds carry.
+    assert [(s["source"], s["fold"]) for s in report["sections"]] == [
+        ("fold", f["fold"]) for f in version["folds"]
+    ]
+    for section, fold in zip(report["sections"], version["folds"], strict=True):
+        assert section["n_rows"] == fold["n_val"]
+        assert section["metrics"]["f1"] == fold["metrics"]["f1"]
+        assert section["curves"][0]["roc"]["auc"] == fold["metrics"]["roc_auc"]
+    html = http.get(f"{url}.html")
+    assert html.headers["content-type"].startswith("text/html")
+    assert len(html.content) < 1_000_000
+    assert "<svg" in html.text
+    assert "<script" not in html.text
+
+    # A version registered before reports: its report is gone, as if never written.
+    engine = make_engine(stack.env["DATABASE_URL"])
+    with engine.begin() as conn:
+        conn.execute(
+            update(ModelVersion)
+            .where(ModelVersion.job_id == version["job_id"])
+            .values(report_sha256=None)
+        )
+    engine.dispose()
+    assert http.get(url).json()["code"] == "report_not_found"
+
+    queued = http.post(url, timeout=30)
+    assert queued.status_code == 202, queued.text
+    job = wait_job(stack.api, queued.json()["id"])
+    assert job["state"] == "succeeded", f"{job['reason']}\n{stack.log_tail()}"
+    assert job["kind"] == "report"
+
+    (section,) = http.get(url).json()["sections"]
+    # No test split and no fold models kept: the version's model on its training rows.
+    assert section["source"] == "training"
+    assert section["n_rows"] == 569
+    X, y = load_breast_cancer(return_X_y=True)
+    served = http.post(
+        f"{stack.predict}/v2/models/{model}/versions/1/infer",
+        json={
+            "inputs": [
+                {
+                    "name": "features",
+                    "shape": list(X.shape),
+                    "datatype": "FP32",
+                    "data": X.astype("float32").ravel().tolist(),
+                }
+            ]
+        },
+        timeout=60,
+    ).json()
+    p = served["outputs"][0]["data"]
+    assert section["curves"][0]["roc"]["auc"] == pytest.approx(roc_auc_score(y, p), abs=1e-9)
+    assert http.post(url, timeout=30).json()["code"] == "report_exists"

@@ -6,7 +6,7 @@ from sqlalchemy.orm import Session
 
 from core.access import Scope, ScopeMissing
 from registry import jobs, versions
-from registry.errors import InvalidState
+from registry.errors import InvalidState, ReportExists
 from registry.models import Dataset, TrainingJob
 from services.api import quotas
 from services.api.auth import Caller
@@ -44,6 +44,25 @@ def retrain(q: Queueing, *, model_name: str, version: int, body: RetrainCreate) 
         owner=q.who.owner,
     )
     return _queue(q, dataset, ModelSpec.model_validate(source.spec), job)
+
+
+def report(q: Queueing, *, model_name: str, version: int) -> TrainingJob:
+    """Queue the report job of a version registered before evaluation reports."""
+    mv = versions.get_version(q.session, model_name=model_name, version=version)
+    if mv.report_sha256 is not None:
+        raise ReportExists(
+            f"version {version} of model {model_name!r} has its report already: GET "
+            f"/models/{model_name}/versions/{version}/report"
+        )
+    job = TrainingJob(
+        kind="report",
+        model_name=model_name,
+        dataset_id=mv.dataset_id,
+        spec=dict(mv.spec),
+        params={"version": version},
+        owner=q.who.owner,
+    )
+    return _queue(q, mv.dataset, ModelSpec.model_validate(mv.spec), job)
 
 
 def cancel(session: Session, *, job_id: str, caller: Caller) -> TrainingJob:

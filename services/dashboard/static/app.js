@@ -591,17 +591,34 @@
     const picker = h("select", { id: "heatmap-fold", onchange: (ev) => drawHeat(ev.target.value) },
       h("option", { value: "all" }, "all folds (sum)"), v.folds.map((f) => h("option", { value: String(f.fold) }, `fold ${f.fold}`)));
     const parity = v.parity || {};
+    // A file of this version's, fetched with the key (a plain link would carry none).
+    const blobUrl = async (path) => {
+      const key = sessionStorage.getItem(KEY);
+      const res = await fetch(`${BASE}models/${name}/versions/${number}/${path}`, { headers: key ? { Authorization: `Bearer ${key}` } : {} });
+      if (!res.ok) { alert(`${res.status}: ${path} could not be fetched`); return null; }
+      return URL.createObjectURL(await res.blob());
+    };
     const download = h("button", {
       type: "button",
       onclick: async () => {
-        const key = sessionStorage.getItem(KEY);
-        const res = await fetch(`${BASE}models/${name}/versions/${number}/artifacts/onnx`, { headers: key ? { Authorization: `Bearer ${key}` } : {} });
-        if (!res.ok) { alert(`${res.status}: download failed`); return; }
-        const a = h("a", { href: URL.createObjectURL(await res.blob()), download: `${name}-v${number}.onnx` });
+        const url = await blobUrl("artifacts/onnx");
+        if (!url) return;
+        const a = h("a", { href: url, download: `${name}-v${number}.onnx` });
         a.click();
-        setTimeout(() => URL.revokeObjectURL(a.href), 1000);
+        setTimeout(() => URL.revokeObjectURL(url), 1000);
       },
     }, "Download ONNX");
+    // The evaluation report: one self-contained HTML file, opened in a tab of its own.
+    const report = v.artifacts.report
+      ? h("button", {
+        type: "button",
+        id: "open-report",
+        onclick: async () => {
+          const url = await blobUrl("report.html");
+          if (url) window.open(url, "_blank");
+        },
+      }, "Open evaluation report")
+      : h("p", { class: "muted" }, `No evaluation report: this version was registered before reports. kiln models report ${name} ${number} --write asks a worker for one.`);
     mount(
       h("h1", {}, link(`#/models/${name}`, name), ` v${v.version}`),
       section("Version", kv([
@@ -649,7 +666,7 @@
       ]), h("details", {}, h("summary", {}, "Spec"), h("pre", {}, JSON.stringify(lineage.spec, null, 2)))),
       section("Artifacts",
         table(["artifact", "sha256", "size"], Object.entries(v.artifacts).map(([k, a]) => [k, h("code", {}, a.sha256 || "–"), a.size_bytes === null || a.size_bytes === undefined ? "–" : `${a.size_bytes} B`]), { class: "artifacts" }),
-        v.artifacts.onnx ? download : null)),
+        v.artifacts.onnx ? download : null, " ", report)),
     );
     drawHeat("all");
   }

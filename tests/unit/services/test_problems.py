@@ -39,6 +39,8 @@ INTENDED: dict[str, int] = {
     "dataset_not_found": 404,
     "job_not_found": 404,
     "search_not_found": 404,
+    "report_not_found": 404,
+    "report_exists": 409,
     "key_not_found": 404,
     "model_not_found": 404,
     "version_not_found": 404,

@@ -195,6 +195,17 @@ def test_test_split_holds_rows_out_and_scores_the_final_model() -> None:
     # Stratified: the class shares of the test rows are those of the table.
     assert cm.sum(axis=1)[1] / n_test == pytest.approx(frame["target"].mean(), abs=0.01)
     assert result.test_metrics["accuracy"] > 0.85  # type: ignore[operator]
+    # The report: each fold's model on its validation rows, then the exported one on these.
+    assert result.report is not None
+    sections = result.report["sections"]
+    assert [(s["source"], s["fold"], s["n_rows"]) for s in sections] == [
+        *(("fold", f.fold, f.n_val) for f in result.folds),
+        ("test", None, n_test),
+    ]
+    assert [s["metrics"] for s in sections] == [
+        *(f.metrics for f in result.folds),
+        result.test_metrics,
+    ]
 
 
 def test_validation_curves_are_what_keras_evaluate_reports() -> None:

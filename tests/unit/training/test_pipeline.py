@@ -14,6 +14,7 @@ import onnxruntime as ort
 import pandas as pd
 import pytest
 from sklearn.datasets import load_diabetes, load_iris
+from sklearn.metrics import roc_auc_score
 
 from tests.factories import BINARY_MLP, mlp, model_spec
 from training import pipeline
@@ -291,3 +292,29 @@ def test_xor_without_cross_validation_is_scored_on_its_training_rows() -> None:
     # The stored figures are the exported model's scores on the rows it trained on.
     assert result.summary["accuracy"] == {"mean": float(np.mean(labels == table.y)), "std": 0.0}
     assert result.summary["accuracy"]["mean"] == 1.0  # XOR is learnt, not scored as 0
+    # The report says whose rows these were.
+    assert result.report is not None
+    (section,) = result.report["sections"]
+    assert section["source"] == "training"
+    assert section["n_rows"] == 4
+    assert section["metrics"]["accuracy"] == 1.0
+
+
+def test_the_report_of_an_export_alone_scores_its_training_rows_or_its_test_rows(
+    binary_run: tuple[TrainingResult, list[tuple[Any, ...]], list[FoldResult]], cancer: Table
+) -> None:
+    # A version registered before reports: only its ONNX file is left to score.
+    result, _, _ = binary_run
+    session = ort.InferenceSession(result.onnx_bytes, providers=["CPUExecutionProvider"])
+    (proba,) = session.run(["output"], {"features": cancer.X})
+
+    report = pipeline.report_of_export(cancer, spec=_binary_spec(), onnx_bytes=result.onnx_bytes)
+
+    (section,) = report["sections"]
+    assert (section["source"], section["n_rows"]) == ("training", 569)
+    assert section["curves"][0]["roc"]["auc"] == roc_auc_score(cancer.y, proba.reshape(-1))
+    held_out = pipeline.report_of_export(
+        cancer, spec=_binary_spec(test_split=0.2), onnx_bytes=result.onnx_bytes
+    )
+    (section,) = held_out["sections"]
+    assert (section["source"], section["n_rows"]) == ("test", 114)

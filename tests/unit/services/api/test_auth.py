@@ -120,6 +120,10 @@ CASES: dict[str, tuple[str, str, str, dict[str, Any], int]] = {
     "models-get_lineage": ("read", "GET", "/models/m/versions/1/lineage", {}, 200),
     "models-retrain_version": ("train", "POST", "/models/m/versions/1/retrain", {}, 202),
     "models-download_onnx": ("read", "GET", "/models/m/versions/1/artifacts/onnx", {}, 200),
+    "models-get_report": ("read", "GET", "/models/m/versions/1/report", {}, 200),
+    "models-get_report_html": ("read", "GET", "/models/m/versions/1/report.html", {}, 200),
+    # Version 2 has no report yet.
+    "models-request_report": ("train", "POST", "/models/m/versions/2/report", {}, 202),
     "models-delete_version": ("admin", "DELETE", "/models/m/versions/2", {}, 204),
     "jobs-cancel_job": ("train", "POST", "/jobs/{doomed_job}/cancel", {}, 200),
     "searches-cancel_search": ("train", "POST", "/searches/{search}/cancel", {}, 200),
@@ -153,10 +157,14 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     settings = api_settings(home, url, kiln_auth="required")
     with TestClient(create_app(settings)) as client:
         with client.app.state.sessionmaker() as s:  # type: ignore[attr-defined]
-            onnx = make_artifact_store(settings).put(b"onnx bytes")
+            store = make_artifact_store(settings)
+            onnx = store.put(b"onnx bytes")
+            report = store.put(
+                b'{"task":"binary","class_labels":["0","1"],"threshold":0.5,"sections":[]}'
+            )
             dataset = make_dataset(s, n_rows=20, class_counts={"0": 10, "1": 10})
             job = make_job(s, model_name="m", dataset_id=dataset.id, owner="trainer")
-            make_version(s, job=job, onnx_sha256=onnx)
+            make_version(s, job=job, onnx_sha256=onnx, report_sha256=report)
             make_version(s, model_name="m")
             aliases.set_alias(s, model_name="m", alias="production", version=1)
             doomed = make_job(s, model_name="m", dataset_id=dataset.id, owner="trainer")

@@ -3,9 +3,18 @@ through Typer against the real API app."""
 
 from __future__ import annotations
 
+import json
+import uuid
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 from fastapi.testclient import TestClient
+from sqlalchemy.orm import Session
+
+from tests.factories import BINARY_MLP, make_version, model_spec
+from tests.unit.services.cli.conftest import Kiln
+from training.report import Scored, evaluation_report
 
 
 def test_alias_commands(kiln: Any, name: str, client: TestClient) -> None:
@@ -84,3 +93,38 @@ def test_a_gated_alias_set_that_cannot_compare_is_refused(
     assert out.exit_code == 1, out.output
     assert "not evaluated on the same folds" in " ".join(out.output.split())
     assert client.get(f"/models/{name}/aliases/production").json()["version"] == 1
+
+
+def test_report_prints_each_sections_scores_and_writes_the_html(
+    kiln: Kiln, db: Session, client: TestClient, tmp_path: Path
+) -> None:
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 120)
+    scored = [Scored("fold", y, (0.5 * y + rng.uniform(0, 0.5, 120)).reshape(-1, 1), 1)]
+    body = evaluation_report(model_spec(BINARY_MLP), scored, class_labels=None)
+    name = f"cli-report-{uuid.uuid4().hex[:8]}"
+    sha = client.app.state.store.put(json.dumps(body).encode())  # type: ignore[attr-defined]
+    make_version(db, model_name=name, report_sha256=sha)
+    make_version(db, model_name=name)
+    db.commit()
+
+    out = kiln("models", "report", name, "1", "--html", str(tmp_path))
+
+    assert out.exit_code == 0, out.output
+    (row,) = [line for line in out.stdout.splitlines() if "fold 1" in line]
+    metrics = body["sections"][0]["metrics"]
+    assert f"{metrics['f1']:.4f}" in row
+    assert f"{body['sections'][0]['brier']:.4f}" in row
+    written = tmp_path / f"{name}-v1-report.html"
+    assert "<svg" in written.read_text()
+    assert f"wrote {written}" in out.stderr
+    again = kiln("models", "report", name, "1", "--html", str(written))
+    assert again.exit_code == 4
+    assert again.stderr.strip() == f"error: --html {written}: exists already; --force replaces it"
+    # Version 2 has no report: the 404 says how to get one, and --write queues its job.
+    missing = kiln("models", "report", name, "2")
+    assert missing.exit_code == 1
+    assert f"POST /models/{name}/versions/2/report" in missing.stderr
+    queued = kiln("models", "report", name, "latest", "--write", "--json")
+    assert queued.exit_code == 0, queued.output
+    assert json.loads(queued.stdout)["state"] == "queued"

@@ -1,0 +1,115 @@
+"""A version's evaluation report: JSON, one self-contained HTML file, and a report job
+for a version registered before reports."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import APIRouter, Request, Response, status
+from fastapi.responses import HTMLResponse
+from pydantic import BaseModel
+from sqlalchemy.orm import Session
+
+from core.access import Scope
+from registry import versions
+from registry.artifacts import ArtifactStore
+from registry.errors import ReportNotFound
+from services.api import idempotency, report_html
+from services.api.auth import needs
+from services.api.deps import QueueingDep, SessionDep, StoreDep
+from services.api.idempotency import IdempotencyKey
+from services.api.report_schemas import EvaluationReport
+from services.api.routes.jobs import accept
+from services.api.schemas import JobAccepted, Text, VersionNumber
+from services.api.usecases import jobs as job_usecases
+from services.problems import responses
+
+router = APIRouter(prefix="/models", tags=["models"])
+
+
+@router.get(
+    "/{name}/versions/{version}/report",
+    summary="Get a version's evaluation report",
+    responses=responses(404),
+    # As stored: a classification section has no regression fields and vice versa.
+    response_model_exclude_unset=True,
+    dependencies=[needs(Scope.READ)],
+)
+def get_report(
+    request: Request, session: SessionDep, store: StoreDep, name: Text, version: VersionNumber
+) -> EvaluationReport:
+    """ROC and precision-recall curves, calibration, the threshold table, per-class
+    scores and confusion matrices (regression: residuals, predicted against actual, error
+    by decile) of each fold's model on its validation rows and of the version's model on
+    its test rows: every number scikit-learn's on those rows."""
+    return _report(request, session, store, name, version)
+
+
+@router.get(
+    "/{name}/versions/{version}/report.html",
+    summary="Get a version's evaluation report as one HTML file",
+    response_class=HTMLResponse,
+    responses=responses(404),
+    dependencies=[needs(Scope.READ)],
+)
+def get_report_html(
+    request: Request, session: SessionDep, store: StoreDep, name: Text, version: VersionNumber
+) -> HTMLResponse:
+    """The report as a single HTML file with inline charts and no external assets: it
+    opens offline and can be attached to a review."""
+    report = _report(request, session, store, name, version)
+    return HTMLResponse(
+        report_html.render(report.model_dump(mode="json", by_alias=True, exclude_unset=True)),
+        headers={"Content-Disposition": f'inline; filename="{name}-v{version}-report.html"'},
+    )
+
+
+@router.post(
+    "/{name}/versions/{version}/report",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=JobAccepted,
+    summary="Write the report of a version registered before reports",
+    responses=responses(404, 409, 429),
+)
+def request_report(
+    request: Request,
+    response: Response,
+    q: QueueingDep,
+    name: Text,
+    version: VersionNumber,
+    idempotency_key: IdempotencyKey = None,
+) -> BaseModel | Response:
+    """Queue a job that scores the version's ONNX model on the rows its spec held out for
+    testing, or without a test split on the rows it trained on (marked so): its fold
+    models were never kept. A version that has a report already is a 409."""
+    q.who.require(Scope.TRAIN, model=name)
+    return accept(
+        request,
+        response,
+        q,
+        key=idempotency_key,
+        operation="models-request_report",
+        fingerprint=idempotency.fingerprint(name, version),
+        queue=lambda: job_usecases.report(q, model_name=name, version=version),
+    )
+
+
+def _report(
+    request: Request, session: Session, store: ArtifactStore, name: str, version: int
+) -> EvaluationReport:
+    mv = versions.get_version(session, model_name=name, version=version)
+    if mv.report_sha256 is None:
+        raise ReportNotFound(
+            f"version {version} of model {name!r} was registered before evaluation reports; "
+            f"POST /models/{name}/versions/{version}/report asks a worker to write one"
+        )
+    body: dict[str, Any] = json.loads(store.get(mv.report_sha256))
+    links = {
+        "self": str(request.url_for("get_report", name=name, version=version)),
+        "html": str(request.url_for("get_report_html", name=name, version=version)),
+        "version": str(request.url_for("get_version", name=name, version=version)),
+    }
+    return EvaluationReport.model_validate(
+        {**body, "model_name": name, "version": version, "links": links}
+    )

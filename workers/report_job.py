@@ -1,0 +1,51 @@
+"""The report job kind: an evaluation report for a version registered before reports.
+
+A newer version's report is written by its training job, with a section per fold; an
+older one's fold models were never kept, so its report scores the exported ONNX model on
+the rows its spec held out for testing, or on its training rows, marked as such
+(training.pipeline.report_of_export). ONNX Runtime only: this job never loads TensorFlow.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from registry import orphans, versions
+from registry.artifacts import ArtifactStore
+from registry.models import ModelVersion
+from training.spec import ModelSpec
+from workers.data import load_table
+from workers.jobrun import JobRun
+
+
+def report_bytes(report: dict[str, Any]) -> bytes:
+    # allow_nan=False: the report holds no NaN or infinity (training.report writes None).
+    return json.dumps(report, allow_nan=False, separators=(",", ":")).encode()
+
+
+def write_report(run: JobRun, *, store: ArtifactStore) -> str:
+    from training.pipeline import report_of_export
+
+    job = run.job
+    number = int((job.params or {})["version"])
+    onnx_sha256 = run.read(
+        lambda s: versions.get_version(s, model_name=job.model_name, version=number).onnx_sha256
+    )
+    spec = ModelSpec.model_validate(job.spec)
+    report = report_of_export(
+        load_table(job.dataset, spec, store), spec=spec, onnx_bytes=store.get(onnx_sha256)
+    )
+
+    def attach(session: Session) -> ModelVersion:
+        mv = versions.get_version(session, model_name=job.model_name, version=number)
+        # A report already there (another report job got there first) is kept.
+        if mv.report_sha256 is None:
+            mv.report_sha256 = orphans.put_referenced(session, store, report_bytes(report))
+        return mv
+
+    if run.succeed(attach, progress={}) is None:
+        return "dropped: job no longer this attempt's"
+    return f"wrote the report of {job.model_name} version {number}"
