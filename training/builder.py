@@ -251,13 +251,18 @@ def build_model(
         )
     layers.extend(build_layer(keras, layer) for layer in spec.layers)
     model = keras.Sequential(layers)
-    loss = getattr(keras.losses, _LOSSES[spec.loss])()
+    loss = build_loss(keras, spec)
     model.compile(
         optimizer=build_optimizer(keras, spec),
         loss=loss,
         metrics=_progress_metrics(keras, spec),
     )
     return model
+
+
+def build_loss(keras: Any, spec: ModelSpec, **options: Any) -> Any:
+    """The Keras loss of the spec (``options``: its reduction, say)."""
+    return getattr(keras.losses, _LOSSES[spec.loss])(**options)
 
 
 def _progress_metrics(keras: Any, spec: ModelSpec) -> list[Any]:

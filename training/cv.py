@@ -15,6 +15,7 @@ from training.hooks import FoldResult
 from training.parallel import run_folds_in_processes
 from training.runtime import configure_tensorflow
 from training.spec import ModelSpec
+from training.stacked import run_stacked, why_not
 
 # Spawning a process and importing TensorFlow in it costs ~5 s, and two fold processes on
 # two cores each run ~1.4x slower than one alone: below this many optimizer steps per fold,
@@ -59,17 +60,23 @@ def fold_process_count(n_rows: int, *, spec: ModelSpec, processes: int) -> int:
 
 
 def run_kfold(
-    plan: FitPlan, X: np.ndarray, y: np.ndarray, *, processes: int = 1
+    plan: FitPlan, X: np.ndarray, y: np.ndarray, *, processes: int = 1, together: bool = True
 ) -> list[FoldResult]:
     """Train and score one model per fold; the plan's ``on_fold`` gets each result as it
     is done.
 
-    With ``processes`` > 1 the folds train in that many spawned processes at once (see
+    With ``together`` (and a spec that allows it, training.stacked.why_not) the k folds
+    train at once as one graph, each on its own rows, and end together. Otherwise, with
+    ``processes`` > 1 the folds train in that many spawned processes at once (see
     ``fold_process_count``), each TensorFlow pinned to one thread; the hooks still run in
     this process, and the results are the same as one after another.
     """
     X = np.asarray(X, dtype=np.float32)
     splits = fold_splits(y, spec=plan.spec)
+    features = int(np.prod(X.shape[1:]))
+    if together and why_not(plan.spec, n_rows=len(y), n_features=features) is None:
+        configure_tensorflow()
+        return run_stacked(plan, X, y, splits)
     n_processes = fold_process_count(len(y), spec=plan.spec, processes=processes)
     if n_processes > 1:
         return run_folds_in_processes(plan, X, y, splits, processes=n_processes)

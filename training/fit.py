@@ -128,9 +128,9 @@ def fit(
     )
     validation_data = None
     if validation is not None:
-        validation_data = (np.asarray(validation[0], np.float32), _target(validation[1], spec))
+        validation_data = (np.asarray(validation[0], np.float32), fit_targets(validation[1], spec))
     history = model.fit(
-        epoch_batches(X, _target(y, spec), spec=spec),
+        epoch_batches(X, fit_targets(y, spec), spec=spec),
         epochs=spec.epochs,
         class_weight=class_weights(spec, y, plan.label_weights) if classify else None,
         callbacks=_callbacks(keras, plan, fold, validation_data),
@@ -222,7 +222,8 @@ def predict(model: Any, X: np.ndarray, chunk: int = 8192) -> np.ndarray:
     return np.concatenate(parts)
 
 
-def _target(y: np.ndarray, spec: ModelSpec) -> np.ndarray:
+def fit_targets(y: np.ndarray, spec: ModelSpec) -> np.ndarray:
+    """Targets as the loss wants them: one-hot for categorical crossentropy, else as given."""
     if spec.loss == "categorical_crossentropy":
         return np.eye(spec.n_classes, dtype=np.float32)[np.asarray(y, dtype=np.int64)]
     if spec.task in (Task.REGRESSION, Task.BINARY):

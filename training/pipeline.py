@@ -98,13 +98,20 @@ def run_training(
 
 
 def cross_validate(
-    table: Table, *, spec: ModelSpec, hooks: Hooks | None = None, fold_processes: int = 1
+    table: Table,
+    *,
+    spec: ModelSpec,
+    hooks: Hooks | None = None,
+    fold_processes: int = 1,
+    together: bool = True,
 ) -> list[FoldResult]:
-    """Only the k-fold of `run_training` (a search's trial): the same folds, no refit."""
+    """Only the k-fold of `run_training` (a search's trial): the same folds, no refit.
+    ``together`` False trains the folds one by one even where they could train at once, so
+    that each ends on its own (a pruned trial stops between folds)."""
     _check_table(table, spec)
     plan = FitPlan(spec, hooks or Hooks(), label_weights(table, spec))
     X, y, _, _ = _split_test(table, spec)
-    return run_kfold(plan, X, y, processes=fold_processes)
+    return run_kfold(plan, X, y, processes=fold_processes, together=together)
 
 
 def report_of_export(table: Table, *, spec: ModelSpec, onnx_bytes: bytes) -> dict[str, Any]:

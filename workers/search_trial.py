@@ -185,6 +185,8 @@ def _run(
             spec=spec,
             hooks=Hooks(on_epoch=progress.on_epoch, on_fold=on_fold, should_stop=run.stopped),
             fold_processes=fold_processes,
+            # Folds trained together end together: nothing would be left to prune.
+            together=not prune,
         )
     except _Pruned as stop:
         return stop.outcome, None

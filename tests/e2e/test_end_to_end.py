@@ -348,7 +348,15 @@ def _wait_running_with_progress(api: str, job_id: str, timeout: float = 120) -> 
 
 def test_cancel_over_http_stops_running_and_queued_jobs(stack: Stack) -> None:
     # Long enough that it cannot finish on its own while the test waits (~minutes of epochs).
-    long_spec = {**SPEC, "epochs": 5000, "k_folds": 2, "batch_size": 8}
+    # Early stopping (on the training loss, patient beyond the last epoch) decides per
+    # fold, so these folds train apart, in spawned processes, rather than together.
+    long_spec = {
+        **SPEC,
+        "epochs": 5000,
+        "k_folds": 2,
+        "batch_size": 8,
+        "early_stopping": {"monitor": "loss", "patience": 5000},
+    }
     submit = {"model_name": "cancer-cancel", "dataset": "sklearn:breast_cancer"}
     running_id = http.post(f"{stack.api}/jobs", json={**submit, "spec": long_spec}).json()["id"]
     # One worker process: the second job waits in the queue behind the first.

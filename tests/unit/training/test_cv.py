@@ -51,6 +51,7 @@ def test_should_stop_cancels_at_a_batch_end(cancer: Table) -> None:
             FitPlan(_binary_spec(epochs=5), Hooks(should_stop=should_stop, on_fold=folds.append)),
             X,
             y,
+            together=False,  # test_stacked.py cancels folds trained together
         )
 
     assert info.value.code == "cancelled"

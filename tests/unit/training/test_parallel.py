@@ -43,13 +43,13 @@ def test_parallel_folds_equal_sequential_ones_and_report_progress(
 ) -> None:
     X, y = data
     spec = _spec()
-    sequential = run_kfold(FitPlan(spec), X, y, processes=1)
+    sequential = run_kfold(FitPlan(spec), X, y, processes=1, together=False)
     epochs: list[tuple[Any, ...]] = []
     folds: list[FoldResult] = []
     parent = os.getpid()
 
     hooks = Hooks(on_epoch=lambda *args: epochs.append((os.getpid(), *args)), on_fold=folds.append)
-    parallel = run_kfold(FitPlan(spec, hooks), X, y, processes=2)
+    parallel = run_kfold(FitPlan(spec, hooks), X, y, processes=2, together=False)
 
     assert [f.fold for f in parallel] == [1, 2, 3]
     for seq, par in zip(sequential, parallel, strict=True):
@@ -78,7 +78,7 @@ def test_cancel_reaches_every_fold_process(
         on_epoch=lambda _p, fold, _e, _l: seen.append(fold), should_stop=lambda: len(seen) >= 4
     )
     with pytest.raises(Cancelled, match="cancelled during fold"):
-        run_kfold(FitPlan(_spec(epochs=2000, k_folds=2), hooks), X, y, processes=2)
+        run_kfold(FitPlan(_spec(epochs=2000, k_folds=2), hooks), X, y, processes=2, together=False)
 
     assert len(seen) < 100
     assert multiprocessing.active_children() == []
@@ -98,7 +98,11 @@ def test_a_killed_fold_process_fails_the_run_and_leaves_nothing(
 
     with pytest.raises(FoldProcessDied, match="ended without a result"):
         run_kfold(
-            FitPlan(_spec(epochs=2000, k_folds=2), Hooks(on_epoch=kill_one)), X, y, processes=2
+            FitPlan(_spec(epochs=2000, k_folds=2), Hooks(on_epoch=kill_one)),
+            X,
+            y,
+            processes=2,
+            together=False,
         )
 
     assert killed
@@ -118,7 +122,7 @@ spec = ModelSpec.model_validate({"task": "binary", "loss": "binary_crossentropy"
     "layers": [{"type": "Dense", "units": 1, "activation": "sigmoid"}],
     "epochs": 5000, "batch_size": 8, "k_folds": 2})
 hooks = Hooks(on_epoch=lambda *a: print("epoch", flush=True))
-cv.run_kfold(FitPlan(spec, hooks), X, y, processes=2)
+cv.run_kfold(FitPlan(spec, hooks), X, y, processes=2, together=False)
 """
 
 

@@ -128,7 +128,8 @@ def test_progress_callbacks_report_every_epoch_and_fold(
     assert folds == result.folds
     cv = [(fold, epoch) for phase, fold, epoch, _ in epochs if phase == "cv"]
     refit = [(fold, epoch) for phase, fold, epoch, _ in epochs if phase == "refit"]
-    assert cv == [(f, e) for f in (1, 2, 3) for e in range(1, 11)]
+    # The folds train together: each epoch of every fold, an epoch at a time.
+    assert cv == [(f, e) for e in range(1, 11) for f in (1, 2, 3)]
     assert refit == [(None, e) for e in range(1, 11)]
     assert all(isinstance(v, float) for *_, logs in epochs for v in logs.values())
     assert "val_loss" in epochs[0][3]
