@@ -4,9 +4,11 @@
 
 Starts Kiln (embedded) with two Celery workers in a temporary KILN_HOME and prints:
 1. examples/cancer-search.json on breast_cancer (k folds, the trial budget, two trials at
-   once, pruning on): its wall time against its wall-time budget, its fold fits and fold
-   fits per minute, the winner's mean F1 over its folds; and examples/cancer-mlp.json
-   trained the same way (k folds, a training job) as the baseline's mean F1.
+   once; its options: each trial's folds train together, unpruned): its wall time against
+   its wall-time budget, its fold fits and fold fits per minute, the winner's mean F1 over
+   its folds; the same search with "prune": true (each trial's folds one by one, pruned
+   between them); and examples/cancer-mlp.json trained the same way (k folds, a training
+   job) as the baseline's mean F1.
 2. Pruning on the same trials: for each seed, the same search with pruning off; then its
    trials, in their order, replayed through Optuna's WilcoxonPruner (the settings the
    worker uses) on the fold scores they measured: the fold fits pruning saves, and whether
@@ -53,8 +55,8 @@ def until_done(api: str, path: str, *, done: Any, timeout: float) -> dict[str, A
 
 
 def search_ended(search: dict[str, Any]) -> bool:
-    refit = search.get("refit")
-    return search["state"] in ENDED and (refit is None or refit["state"] in ENDED)
+    refits = search.get("refits") or []
+    return search["state"] in ENDED and all(r["state"] in ENDED for r in refits)
 
 
 def run_search(api: str, body: dict[str, Any], timeout: float) -> tuple[dict[str, Any], float]:
@@ -69,6 +71,14 @@ def run_search(api: str, body: dict[str, Any], timeout: float) -> tuple[dict[str
         timeout=timeout,
     )
     return search, time.monotonic() - started
+
+
+def print_search(label: str, search: dict[str, Any], took: float, args: argparse.Namespace) -> None:
+    print(
+        f"{label}: {search['state']} in {took:.0f} s of a {args.wall_s:.0f} s budget; "
+        f"{search['counts']}; {search['fold_fits']} fold fits, "
+        f"{search['fold_fits'] / (took / 60):.1f} fold fits a minute"
+    )
 
 
 def replay(trials: list[dict[str, Any]], k: int, options: SearchOptions) -> tuple[int, int | None]:
@@ -141,7 +151,9 @@ def from_database(url: str) -> list[dict[str, Any]]:
     from registry.db import make_engine, make_sessionmaker
 
     with make_sessionmaker(make_engine(url))() as session:
-        rows = [s for s in searches.searches(session, limit=1000) if not s.options["prune"]]
+        rows = [
+            s for s in searches.searches(session, limit=1000) if s.options.get("prune") is False
+        ]
         return [
             {
                 "best_trial": s.best_trial,
@@ -211,11 +223,20 @@ def main() -> None:
             api, f"/searches/{search['id']}", done=search_ended, timeout=args.wall_s
         )
         winner = search["leaderboard"][0]
-        print(
-            f"search (pruning on): {search['state']} in {took:.0f} s of a {args.wall_s:.0f} s "
-            f"budget; {search['counts']}; {search['fold_fits']} fold fits, "
-            f"{search['fold_fits'] / (took / 60):.1f} fold fits a minute"
+        print_search(
+            "search (the example's options: folds together, no pruning)", search, took, args
         )
+        # The same search with every trial pruned between its folds, one by one.
+        pruned, pruned_took = run_search(
+            api,
+            {
+                **data,
+                **search_body,
+                "options": {**search_body["options"], "prune": True, "refit": False},
+            },
+            args.wall_s + 600,
+        )
+        print_search("the same, pruned (folds one by one)", pruned, pruned_took, args)
         f1 = winner["metrics"]["f1"]
         print(
             f"winner: trial {winner['trial']} {winner['params']}: "

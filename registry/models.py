@@ -221,6 +221,13 @@ class Search(Base):
         order_by="TrainingJob.trial",
         viewonly=True,
     )
+    # The refits of its best trials (the best one's is refit_job_id).
+    refits: Mapped[list[TrainingJob]] = relationship(
+        primaryjoin="and_(foreign(TrainingJob.search_id) == Search.id, "
+        "TrainingJob.kind == 'train')",
+        order_by="TrainingJob.created_at",
+        viewonly=True,
+    )
 
     @property
     def study_name(self) -> str:

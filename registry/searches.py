@@ -40,13 +40,16 @@ def get_search(session: Session, *, search_id: str) -> Search:
     )
 
 
-_WITH_TRIALS = selectinload(Search.trials).selectinload(TrainingJob.folds)
+_WITH_TRIALS = (
+    selectinload(Search.trials).selectinload(TrainingJob.folds),
+    selectinload(Search.refits),
+)
 
 
 def view(session: Session, *, search_id: str) -> Search:
     """A search with its trials and their folds, in a constant number of queries."""
     search = session.scalars(
-        select(Search).where(Search.id == search_id).options(_WITH_TRIALS)
+        select(Search).where(Search.id == search_id).options(*_WITH_TRIALS)
     ).first()
     if search is None:
         raise SearchNotFound(f"no search with id {search_id!r}")
@@ -61,7 +64,7 @@ def searches(session: Session, *, limit: int = 50, offset: int = 0) -> list[Sear
             .order_by(Search.created_at.desc())
             .limit(limit)
             .offset(offset)
-            .options(_WITH_TRIALS)
+            .options(*_WITH_TRIALS)
         ).all()
     )
 
@@ -126,7 +129,8 @@ def _queue(session: Session, search: Search, **fields: Any) -> TrainingJob:
 
 
 def _finish(session: Session, search: Search, trials: list[TrainingJob]) -> list[TrainingJob]:
-    """Every trial has ended: name the best one and queue its refit, or fail the search."""
+    """Every trial has ended: name the best one and queue its refit (and those of the next
+    best, up to the options' refit_top), or fail the search."""
     done = [
         t
         for t in trials
@@ -139,16 +143,23 @@ def _finish(session: Session, search: Search, trials: list[TrainingJob]) -> list
         session.flush()
         return []
     sign = 1.0 if search.objective["direction"] == "maximize" else -1.0
-    best = max(done, key=lambda t: (sign * float(t.objective or 0.0), -(t.trial or 0)))
-    search.best_trial = best.trial
+    ranked = sorted(done, key=lambda t: (-sign * float(t.objective or 0.0), t.trial or 0))
+    search.best_trial = ranked[0].trial
     search.state = JobState.SUCCEEDED
     refits: list[TrainingJob] = []
     if search.options.get("refit", True):
-        refit = _queue(
-            session, search, kind="train", spec=best.spec, trial=best.trial, params=best.params
-        )
-        search.refit_job_id = refit.id
-        refits.append(refit)
+        for trial in ranked[: int(search.options.get("refit_top", 1))]:
+            refits.append(
+                _queue(
+                    session,
+                    search,
+                    kind="train",
+                    spec=trial.spec,
+                    trial=trial.trial,
+                    params=trial.params,
+                )
+            )
+        search.refit_job_id = refits[0].id
     session.flush()
     return refits
 

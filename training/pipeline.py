@@ -23,6 +23,7 @@ from training.provenance import device_name, library_versions
 from training.report import Scored, evaluation_report
 from training.spec import ModelSpec, check_against_data
 from training.spec.layers import Embedding
+from training.stacked import why_not
 
 
 @dataclass(frozen=True)
@@ -133,6 +134,13 @@ def report_of_export(table: Table, *, spec: ModelSpec, onnx_bytes: bytes) -> dic
     else:
         scored = [Scored("training", y, outputs(X))]
     return evaluation_report(spec, scored, class_labels=table.class_labels)
+
+
+def folds_train_together(table: Table, spec: ModelSpec) -> bool:
+    """Whether `run_training` and `cross_validate` train this spec's folds at once."""
+    _, y, _, _ = _split_test(table, spec)
+    n_features = int(np.prod(table.X.shape[1:]))
+    return why_not(spec, n_rows=len(y), n_features=n_features) is None
 
 
 def fold_assignment(table: Table, spec: ModelSpec) -> str:

@@ -95,7 +95,7 @@ def pruner(options: SearchOptions) -> optuna.pruners.BasePruner:
     """The pruner a search's options ask for (bench/search.py replays with this too)."""
     import optuna
 
-    if not options.prune:
+    if options.prune is False:
         return optuna.pruners.NopPruner()
     if options.pruner == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
@@ -123,7 +123,7 @@ def _run(
     store: ArtifactStore,
     fold_processes: int,
 ) -> tuple[str, float | None]:
-    from training.pipeline import cross_validate, fold_assignment
+    from training.pipeline import cross_validate, fold_assignment, folds_train_together
 
     job = run.job
     base = ModelSpec.model_validate(search.spec)
@@ -161,7 +161,11 @@ def _run(
             "its parameters changed which rows each fold holds"
         )
     metric = search.objective["metric"]
-    prune = SearchOptions.model_validate(search.options).prune
+    chosen = SearchOptions.model_validate(search.options).prune
+    stackable = folds_train_together(table, spec)
+    prune = chosen if chosen is not None else not stackable
+    # Folds trained together end together: nothing would be left to prune between them.
+    together = stackable and not prune
     scores: list[float] = []
 
     def on_fold(result: FoldResult) -> None:
@@ -172,6 +176,9 @@ def _run(
         scores.append(float(value))
         trial.report(float(value), step=result.fold - 1)
         if len(scores) == spec.k_folds:  # the last to end (folds in processes end in any order)
+            return
+        if together:
+            # Every fold has ended by now: the work is done, the wall time stops nothing.
             return
         if utcnow() >= search.deadline_at:
             raise _Pruned("stopped")
@@ -185,8 +192,7 @@ def _run(
             spec=spec,
             hooks=Hooks(on_epoch=progress.on_epoch, on_fold=on_fold, should_stop=run.stopped),
             fold_processes=fold_processes,
-            # Folds trained together end together: nothing would be left to prune.
-            together=not prune,
+            together=together,
         )
     except _Pruned as stop:
         return stop.outcome, None

@@ -64,6 +64,7 @@ class TrialRead(BaseModel):
 
 class RefitRead(BaseModel):
     job_id: str
+    trial: int | None = Field(default=None, description="The trial it refits.")
     state: JobState
     model_version: int | None
     links: dict[str, str]
@@ -88,6 +89,10 @@ class SearchRead(BaseModel):
         description="Complete trials best first, then running, queued, pruned, stopped, failed."
     )
     refit: RefitRead | None = Field(description="The best trial's refit, once queued.")
+    refits: list[RefitRead] = Field(
+        default=[],
+        description="Every refit queued (options.refit_top of the best trials), best first.",
+    )
     created_at: datetime
     deadline_at: datetime
     finished_at: datetime | None

@@ -72,26 +72,35 @@ def search_url(request: Request, search: Search) -> str:
     return str(request.url_for("get_search", search_id=search.id))
 
 
-def search_read(request: Request, search: Search, refit: TrainingJob | None) -> SearchRead:
+def refit_read(request: Request, refit: TrainingJob) -> RefitRead:
+    links = {"job": str(request.url_for("get_job", job_id=refit.id))}
+    if refit.version_number is not None:
+        links["model_version"] = str(
+            request.url_for("get_version", name=refit.model_name, version=refit.version_number)
+        )
+    return RefitRead(
+        job_id=refit.id,
+        trial=refit.trial,
+        state=refit.state,
+        model_version=refit.version_number,
+        links=links,
+    )
+
+
+def search_read(request: Request, search: Search) -> SearchRead:
     board = leaderboard(search)
     counts: dict[str, int] = {}
     for t in board:
         counts[t.state] = counts.get(t.state, 0) + 1
-    refit_read = None
+    place = {t.trial: i for i, t in enumerate(board)}
+    refits = [
+        refit_read(request, job)
+        for job in sorted(search.refits, key=lambda j: place.get(j.trial or 0, len(place)))
+    ]
+    best = next((r for r in refits if r.job_id == search.refit_job_id), None)
     links = {"self": search_url(request, search)}
-    if refit is not None:
-        refit_links = {"job": str(request.url_for("get_job", job_id=refit.id))}
-        if refit.version_number is not None:
-            refit_links["model_version"] = str(
-                request.url_for("get_version", name=refit.model_name, version=refit.version_number)
-            )
-        links.update(refit_links)
-        refit_read = RefitRead(
-            job_id=refit.id,
-            state=refit.state,
-            model_version=refit.version_number,
-            links=refit_links,
-        )
+    if best is not None:
+        links.update(best.links)
     return SearchRead(
         id=search.id,
         model_name=search.model_name,
@@ -108,7 +117,8 @@ def search_read(request: Request, search: Search, refit: TrainingJob | None) -> 
         counts=counts,
         fold_fits=sum(len(t.folds) for t in board),
         leaderboard=board,
-        refit=refit_read,
+        refit=best,
+        refits=refits,
         created_at=search.created_at,
         deadline_at=search.deadline_at,
         finished_at=search.finished_at,

@@ -51,9 +51,9 @@ def submit(
 
 
 def done(search: dict[str, Any]) -> bool:
-    """Ended, and its refit (if any) ended too."""
-    refit = search.get("refit")
-    return search["state"] in ENDED and (refit is None or refit["state"] in ENDED)
+    """Ended, and its refits (if any) ended too."""
+    refits = search.get("refits") or []
+    return search["state"] in ENDED and all(r["state"] in ENDED for r in refits)
 
 
 @app.command("show")
@@ -99,13 +99,12 @@ def describe(search: dict[str, Any], *, top: int) -> None:
     if search.get("reason"):
         console.print(f"reason: {search['reason']}")
     console.print(leaderboard(search, top=top))
-    refit = search.get("refit")
-    if refit is not None:
+    for place, refit in enumerate(search.get("refits") or [], start=1):
         version = refit.get("model_version")
         registered = f", version {version}" if version is not None else ""
+        which = "best trial" if place == 1 else f"#{place}, trial"
         console.print(
-            f"best trial {search['best_trial']}: refit job {refit['job_id']} {refit['state']}"
-            f"{registered}"
+            f"{which} {refit['trial']}: refit job {refit['job_id']} {refit['state']}{registered}"
         )
 
 

@@ -315,6 +315,42 @@ def test_the_dashboard_trains_shows_promotes_and_predicts(
     # -- nothing went anywhere but the API, and the page raised nothing ---------------------
     assert tab.errors == []
     others = [
-        u for u in tab.requests if not u.startswith(stack.api + "/") and not u.startswith("data:")
+        u
+        for u in tab.requests
+        if not u.startswith((stack.api + "/", "data:", f"blob:{stack.api}/"))
     ]
     assert others == [], others
+
+
+@pytest.mark.parametrize("stack", ["embedded"], indirect=True)
+def test_a_search_shows_its_leaderboard_and_refit(stack: Stack, tab: Tab) -> None:
+    body = {
+        "model_name": "dash-search",
+        "dataset": "sklearn:iris",
+        "spec": {**SPEC, "epochs": 5},
+        "space": {"units": [4, 16]},
+        "budget": {"trials": 2, "parallel": 1},
+        "options": {"prune": False},
+    }
+    accepted = http.post(f"{stack.api}/searches", json=body)
+    assert accepted.status_code == 202, accepted.text
+    search_id = accepted.json()["id"]
+    page = tab.page
+    tab.go(f"{stack.api}/ui/", "#/searches")
+    page.click(f"a.search-link[title='{search_id}']")
+    page.wait_for_url(re.compile(rf".*#/searches/{search_id}$"))
+    # The page follows the search to its end: both trials on the board, the refit's version.
+    page.wait_for_selector(".refit [data-state=succeeded]", timeout=180_000)
+    search = http.get(f"{stack.api}/searches/{search_id}").json()
+    rows = page.locator("table.leaderboard tbody tr")
+    assert rows.count() == 2
+    for i, trial in enumerate(search["leaderboard"]):
+        cells = rows.nth(i).locator("td").all_inner_texts()
+        f1 = trial["metrics"]["f1"]
+        assert cells[1] == str(trial["trial"])
+        assert cells[2].startswith("complete")
+        assert cells[3] == f"{f1['mean']:.4f} ± {f1['std']:.4f}"
+        assert f"units={trial['params']['units']}" in cells[5]
+    version = search["refit"]["model_version"]
+    assert page.locator(f"a[href='#/models/dash-search/versions/{version}']").count() == 1
+    assert tab.errors == []

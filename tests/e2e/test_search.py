@@ -50,7 +50,7 @@ def test_trials_run_on_both_workers_at_once_and_the_best_is_served(stack: Stack)
         "space": SPACE,
         "objective": {"metric": "f1"},
         "budget": {"trials": 4, "parallel": 2, "wall_s": 600},
-        "options": {"seed": 4},
+        "options": {"seed": 4, "refit_top": 2},
     }
     resp = http.post(f"{stack.api}/searches", json=body)
     assert resp.status_code == 202, resp.text
@@ -59,11 +59,11 @@ def test_trials_run_on_both_workers_at_once_and_the_best_is_served(stack: Stack)
 
     def registered(s: dict[str, Any]) -> bool:
         assert s["state"] not in ("failed", "cancelled"), s
-        return s["refit"] is not None and s["refit"]["state"] in ENDED
+        return bool(s["refits"]) and all(r["state"] in ENDED for r in s["refits"])
 
     search = wait_search(stack.api, search_id, until=registered)
     assert search["state"] == "succeeded"
-    assert search["refit"]["state"] == "succeeded", stack.log_tail()
+    assert all(r["state"] == "succeeded" for r in search["refits"]), stack.log_tail()
     board = search["leaderboard"]
     assert len(board) == 4
     assert {t["state"] for t in board} <= {"complete", "pruned"}, [t["reason"] for t in board]
@@ -89,6 +89,11 @@ def test_trials_run_on_both_workers_at_once_and_the_best_is_served(stack: Stack)
     assert registered_version["spec"] == best_job["spec"]
     refit_job = http.get(search["refit"]["links"]["job"]).json()
     assert (refit_job["search_id"], refit_job["trial"]) == (search_id, board[0]["trial"])
+    # refit_top 2: the two best complete trials, best first, each its own version.
+    complete = [t["trial"] for t in board if t["state"] == "complete"]
+    assert [r["trial"] for r in search["refits"]] == complete[:2]
+    assert search["refits"][0] == search["refit"]
+    assert len({r["model_version"] for r in search["refits"]}) == len(search["refits"])
     row = [float(v) for v in range(30)]
     served = http.post(
         f"{stack.predict}/v2/models/searched-cancer/versions/{version}/infer",

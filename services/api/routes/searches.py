@@ -1,11 +1,9 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response, status
-from sqlalchemy.orm import Session
 
 from core.access import Scope
 from registry import searches
-from registry.models import Search, TrainingJob
 from services.api.auth import ReadCaller, TrainCaller, needs
 from services.api.deps import QueueingDep, SessionDep
 from services.api.schemas import Limit, Offset, Page, Text
@@ -43,22 +41,17 @@ def submit_search(
     return SearchAccepted(id=search.id, state=search.state, links={"self": url})
 
 
-def _read(request: Request, session: Session, search: Search) -> SearchRead:
-    refit = session.get(TrainingJob, search.refit_job_id) if search.refit_job_id else None
-    return search_read(request, search, refit)
-
-
 @router.get("/{search_id}", summary="A search and its leaderboard", responses=responses(404))
 def get_search(
     request: Request, session: SessionDep, who: ReadCaller, search_id: Text
 ) -> SearchRead:
     """State, every trial with its parameters, per-fold scores, mean ± std of every
     metric, state (running, pruned, complete, failed with its reason) and time, best
-    first; the shared fold assignment's hash; and the best trial's refit with its
-    version once registered."""
+    first; the shared fold assignment's hash; and the best trial's refit (and those of
+    the next best, up to options.refit_top) with its version once registered."""
     search = searches.view(session, search_id=search_id)
     who.require(Scope.READ, model=search.model_name)
-    return _read(request, session, search)
+    return search_read(request, search)
 
 
 @router.get("", summary="List searches", dependencies=[needs(Scope.READ)])
@@ -67,7 +60,7 @@ def list_searches(
 ) -> Page[SearchRead]:
     rows = searches.searches(session, limit=limit, offset=offset)
     return Page[SearchRead](
-        items=[_read(request, session, s) for s in rows], limit=limit, offset=offset
+        items=[search_read(request, s) for s in rows], limit=limit, offset=offset
     )
 
 
@@ -78,4 +71,4 @@ def cancel_search(
     """Cancel a queued or running search: its running trials stop at their next batch
     (within seconds), queued ones never start, and no refit is queued."""
     usecases.cancel(session, search_id=search_id, caller=who)
-    return _read(request, session, searches.view(session, search_id=search_id))
+    return search_read(request, searches.view(session, search_id=search_id))

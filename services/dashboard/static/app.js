@@ -698,12 +698,79 @@
     );
   }
 
+  // ---- searches ------------------------------------------------------------------------------
+  function searchCounts(s) {
+    return Object.entries(s.counts).map(([k, n]) => `${n} ${k}`).join(", ") || "–";
+  }
+
+  async function searchesPage(p) {
+    const list = h("div", { id: "searches" }, h("p", { class: "muted" }, "loading…"));
+    mount(h("h1", {}, "Searches"),
+      h("p", { class: "muted" }, "Start one with POST /searches or kiln searches submit (README: Searching the model space)."),
+      section("All searches", list));
+    await p.every(2000, async () => {
+      const page = await api("searches?limit=50");
+      replace(list, page.items.length
+        ? table(["search", "model", "state", "trials", "objective", "best", "version"],
+          page.items.map((s) => [
+            link(`#/searches/${s.id}`, short(s.id), { class: "search-link", title: s.id }),
+            link(`#/models/${s.model_name}`, s.model_name),
+            badge(s.state),
+            searchCounts(s),
+            `${s.objective.metric} (${s.objective.direction})`,
+            s.best_trial ?? "–",
+            s.refit && s.refit.model_version ? link(`#/models/${s.model_name}/versions/${s.refit.model_version}`, `v${s.refit.model_version}`) : "–",
+          ]), { class: "searches" })
+        : h("p", { class: "muted" }, "No searches yet."));
+      return true;
+    });
+  }
+
+  async function searchPage(p, id) {
+    const body = h("div", {}, h("p", { class: "muted" }, "loading…"));
+    mount(h("h1", {}, "Search ", h("code", {}, short(id))), body);
+    await p.every(2000, async () => {
+      const s = await api(`searches/${id}`);
+      const metric = s.objective.metric;
+      const params = (t) => Object.entries(t.params || {}).map(([k, v]) => `${k}=${typeof v === "number" ? fmt(v) : v}`).join(", ");
+      const score = (t) => {
+        const m = (t.metrics || {})[metric];
+        return m ? `${num4(m.mean)} ± ${num4(m.std)}` : "–";
+      };
+      replace(body,
+        section("Search", kv([
+          ["model", link(`#/models/${s.model_name}`, s.model_name)],
+          ["state", h("span", {}, badge(s.state), s.reason ? ` ${s.reason}` : "")],
+          ["trials", `${searchCounts(s)} of a budget of ${s.budget.trials} (${s.budget.parallel} at once)`],
+          ["objective", `${metric} (${s.objective.direction})`],
+          ["fold fits", s.fold_fits],
+          ["folds sha256", h("code", {}, s.folds_sha256 || "–")],
+          ["refits", s.refits.length ? s.refits.map((r) => h("span", { class: "refit" }, `trial ${r.trial}: `, badge(r.state),
+            r.model_version ? h("span", {}, " ", link(`#/models/${s.model_name}/versions/${r.model_version}`, `v${r.model_version}`)) : "", " ")) : "–"],
+        ])),
+        section("Leaderboard",
+          table(["#", "trial", "state", `${metric} mean ± std`, "folds", "parameters", "time"],
+            s.leaderboard.map((t, i) => [
+              i + 1,
+              link(`#/jobs/${t.job_id}`, String(t.trial)),
+              h("span", {}, badge(t.state), t.reason ? h("span", { class: "muted" }, ` ${t.reason}`) : ""),
+              score(t),
+              t.folds.map((f) => fmt((f.metrics || {})[metric])).join(" "),
+              params(t),
+              t.seconds === null || t.seconds === undefined ? "–" : `${fmt(t.seconds)} s`,
+            ]), { class: "leaderboard" })));
+      return !["succeeded", "failed", "cancelled"].includes(s.state) || s.refits.some((r) => !["succeeded", "failed", "cancelled"].includes(r.state));
+    });
+  }
+
   // ---- router ------------------------------------------------------------------------------
   const ROUTES = [
     [/^#?\/?$/, jobsPage, "jobs"],
     [/^#\/jobs$/, jobsPage, "jobs"],
     [/^#\/jobs\/([^/]+)$/, jobPage, "jobs"],
     [/^#\/datasets$/, datasetsPage, "datasets"],
+    [/^#\/searches$/, searchesPage, "searches"],
+    [/^#\/searches\/([^/]+)$/, searchPage, "searches"],
     [/^#\/models$/, modelsPage, "models"],
     [/^#\/models\/([^/]+)$/, modelPage, "models"],
     [/^#\/models\/([^/]+)\/versions\/(\d+)$/, versionPage, "models"],

@@ -18,7 +18,9 @@ from registry.models import Search, TrainingJob
 from tests.factories import SPEC, make_dataset
 
 
-def _search(session: Session, *, trials: int, parallel: int) -> tuple[str, list[TrainingJob]]:
+def _search(
+    session: Session, *, trials: int, parallel: int, refit_top: int = 1
+) -> tuple[str, list[TrainingJob]]:
     dataset = make_dataset(session)
     search = Search(
         model_name=f"s-{uuid.uuid4().hex[:8]}",
@@ -27,7 +29,7 @@ def _search(session: Session, *, trials: int, parallel: int) -> tuple[str, list[
         space={"units": [2, 4]},
         objective={"metric": "f1", "direction": "maximize"},
         budget={"trials": trials, "parallel": parallel, "wall_s": 600},
-        options={"refit": True},
+        options={"refit": True, "refit_top": refit_top},
         deadline_at=utcnow() + timedelta(minutes=10),
     )
     queued = searches.add_search(session, search)
@@ -66,6 +68,21 @@ def test_trials_are_queued_within_the_budget_and_the_best_is_refit(engine: Engin
             refit[0].id,
         )
         assert searches.advance(session, search_id=search_id) == []
+
+
+def test_the_top_n_trials_are_refit_best_first(engine: Engine) -> None:
+    sm = make_sessionmaker(engine)
+    with sm() as session:
+        search_id, trials = _search(session, trials=4, parallel=4, refit_top=3)
+        for job, objective in zip(trials, (0.8, 0.95, 0.7, 0.9), strict=True):
+            _complete(session, job, objective)
+        refits = searches.advance(session, search_id=search_id)
+        session.commit()
+        assert [(j.kind, j.trial) for j in refits] == [("train", 2), ("train", 4), ("train", 1)]
+        assert [j.spec for j in refits] == [trials[1].spec, trials[3].spec, trials[0].spec]
+        search = searches.view(session, search_id=search_id)
+        assert search.refit_job_id == refits[0].id
+        assert {j.id for j in search.refits} == {j.id for j in refits}
 
 
 def test_trials_ending_together_queue_one_refit(engine: Engine) -> None:

@@ -168,6 +168,35 @@ def test_a_pruned_trial_stops_between_folds_and_a_search_with_none_complete_fail
     assert {t.state for t in study.trials} == {optuna.trial.TrialState.PRUNED}
 
 
+@pytest.mark.parametrize(
+    ("changes", "pruned"),
+    [
+        ({}, False),  # an MLP: its folds train together and end together
+        ({"early_stopping": {"monitor": "loss", "patience": 50}}, True),  # fold by fold
+    ],
+    ids=["folds-together", "fold-by-fold"],
+)
+def test_by_default_only_trials_whose_folds_train_one_by_one_are_pruned(
+    own_api: tuple[TestClient, ApiSettings],
+    monkeypatch: pytest.MonkeyPatch,
+    changes: dict[str, Any],
+    pruned: bool,
+) -> None:
+    client, settings = own_api
+    monkeypatch.setattr(optuna.trial.Trial, "should_prune", lambda _self: True)
+    accepted = submit(
+        client,
+        spec=BASE | changes,
+        budget={"trials": 1, "parallel": 1, "wall_s": 600},
+        options={"seed": 1, "refit": False},
+    )
+
+    drive(settings, accepted["id"])
+
+    (trial,) = client.get(accepted["links"]["self"]).json()["leaderboard"]
+    assert (trial["state"], len(trial["folds"])) == (("pruned", 1) if pruned else ("complete", 3))
+
+
 def test_no_trial_starts_after_the_wall_time(own_api: tuple[TestClient, ApiSettings]) -> None:
     client, settings = own_api
     accepted = submit(client, budget={"trials": 5, "parallel": 2, "wall_s": 0.5})
