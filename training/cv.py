@@ -73,8 +73,7 @@ def run_kfold(
     """
     X = np.asarray(X, dtype=np.float32)
     splits = fold_splits(y, spec=plan.spec)
-    features = int(np.prod(X.shape[1:]))
-    if together and why_not(plan.spec, n_rows=len(y), n_features=features) is None:
+    if together and why_not(plan.spec, n_rows=len(y), item_shape=X.shape[1:]) is None:
         configure_tensorflow()
         return run_stacked(plan, X, y, splits)
     n_processes = fold_process_count(len(y), spec=plan.spec, processes=processes)

@@ -139,8 +139,7 @@ def report_of_export(table: Table, *, spec: ModelSpec, onnx_bytes: bytes) -> dic
 def folds_train_together(table: Table, spec: ModelSpec) -> bool:
     """Whether `run_training` and `cross_validate` train this spec's folds at once."""
     _, y, _, _ = _split_test(table, spec)
-    n_features = int(np.prod(table.X.shape[1:]))
-    return why_not(spec, n_rows=len(y), n_features=n_features) is None
+    return why_not(spec, n_rows=len(y), item_shape=table.X.shape[1:]) is None
 
 
 def fold_assignment(table: Table, spec: ModelSpec) -> str:

@@ -47,10 +47,13 @@ STEPS_PER_CALL = 256
 MAX_STACKED_VALUES = 50_000_000
 
 
-def why_not(spec: ModelSpec, *, n_rows: int, n_features: int) -> str | None:
-    """Why ``spec``'s folds cannot train together (None: they can)."""
-    if n_rows * spec.k_folds * n_features > MAX_STACKED_VALUES:
-        return f"{spec.k_folds} copies of {n_rows} rows × {n_features} features are too many"
+def why_not(spec: ModelSpec, *, n_rows: int, item_shape: tuple[int, ...]) -> str | None:
+    """Why ``spec``'s folds cannot train together on ``n_rows`` rows of ``item_shape``
+    (None: they can)."""
+    if len(item_shape) != 1:
+        return f"rows of shape {list(item_shape)}: folds train together for tables"
+    if n_rows * spec.k_folds * item_shape[0] > MAX_STACKED_VALUES:
+        return f"{spec.k_folds} copies of {n_rows} rows × {item_shape[0]} features are too many"
     for i, layer in enumerate(spec.layers):
         if not isinstance(layer, Dense | Dropout):
             return f"layers.{i} is {layer.type}; folds train together for Dense and Dropout only"

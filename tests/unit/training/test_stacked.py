@@ -153,7 +153,7 @@ def test_what_cannot_train_together_trains_fold_by_fold(
     cancer: Table, monkeypatch: pytest.MonkeyPatch, changes: dict[str, Any], why: str
 ) -> None:
     spec = model_spec(BINARY_MLP, epochs=2, k_folds=2, **changes)
-    assert why in (why_not(spec, n_rows=569, n_features=30) or "")
+    assert why in (why_not(spec, n_rows=569, item_shape=(30,)) or "")
 
     def refuse(*_: object) -> None:
         raise AssertionError("trained together")
@@ -165,7 +165,8 @@ def test_what_cannot_train_together_trains_fold_by_fold(
     assert [f.fold for f in folds] == [1, 2]
 
 
-def test_a_table_too_large_to_copy_k_times_trains_fold_by_fold() -> None:
+def test_images_and_tables_too_large_to_copy_k_times_train_fold_by_fold() -> None:
     spec = model_spec(BINARY_MLP, k_folds=5)
-    assert why_not(spec, n_rows=1000, n_features=30) is None
-    assert "too many" in (why_not(spec, n_rows=1_000_000, n_features=30) or "")
+    assert why_not(spec, n_rows=1000, item_shape=(30,)) is None
+    assert "too many" in (why_not(spec, n_rows=1_000_000, item_shape=(30,)) or "")
+    assert "for tables" in (why_not(spec, n_rows=1000, item_shape=(8, 8, 1)) or "")
