@@ -231,6 +231,17 @@ def fit_targets(y: np.ndarray, spec: ModelSpec) -> np.ndarray:
     return np.asarray(y, dtype=np.int64)
 
 
+def refuse_non_finite(spec: ModelSpec, logs: dict[str, float], *, where: str, epoch: int) -> None:
+    """Raise NonFiniteLoss when an epoch's losses are not finite: the fit diverged."""
+    bad = {k: v for k, v in logs.items() if "loss" in k and not math.isfinite(v)}
+    if bad:
+        raise NonFiniteLoss(
+            f"training diverged in {where}, epoch {epoch}: {bad}; lower the "
+            f"optimizer's learning_rate (now {spec.optimizer.learning_rate:g}) or "
+            "check the data for extreme values"
+        )
+
+
 def _watch(
     keras: Any, plan: FitPlan, fold: int | None, validation: tuple[np.ndarray, np.ndarray] | None
 ) -> Any:
@@ -273,13 +284,7 @@ def _watch(
             if validation is not None and logs is not None:
                 logs.update(self.validation_logs())
             values = {k: float(v) for k, v in (logs or {}).items()}
-            bad = {k: v for k, v in values.items() if "loss" in k and not math.isfinite(v)}
-            if bad:
-                raise NonFiniteLoss(
-                    f"training diverged in {where}, epoch {epoch + 1}: {bad}; lower the "
-                    f"optimizer's learning_rate (now {spec.optimizer.learning_rate:g}) or "
-                    "check the data for extreme values"
-                )
+            refuse_non_finite(spec, values, where=where, epoch=epoch + 1)
             if hooks.on_epoch is not None:
                 hooks.on_epoch(phase, fold, epoch + 1, values)
 

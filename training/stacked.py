@@ -32,8 +32,16 @@ from training.builder import (
     import_keras,
     standardiser_stats,
 )
-from training.errors import Cancelled, NonFiniteLoss
-from training.fit import FitPlan, class_weights, fit_targets, metrics_of, oversample
+from training.errors import Cancelled
+from training.fit import (
+    FitPlan,
+    class_weights,
+    fit_targets,
+    metrics_of,
+    oversample,
+    predict,
+    refuse_non_finite,
+)
 from training.hooks import FoldResult
 from training.spec import ModelSpec
 from training.spec.layers import Dense, Dropout
@@ -147,7 +155,7 @@ def run_stacked(
             totals += t_sum.numpy()
             right += r_sum.numpy()
             seen += s_sum.numpy()
-        val_out = _predict(model, X_val)
+        val_out = predict(model, X_val)
         for i in range(k):
             logs = {
                 "loss": float(totals[i] / max(seen[i], 1)),
@@ -158,19 +166,13 @@ def run_stacked(
             val_loss = float(np.mean(np.asarray(loss_fn(val_t[rows], val_out[rows, i]))))
             logs["val_loss"] = val_loss
             logs[f"val_{metric}"] = _val_metric(spec, val_t[rows], val_out[rows, i])
-            bad = {key: v for key, v in logs.items() if "loss" in key and not math.isfinite(v)}
-            if bad:
-                raise NonFiniteLoss(
-                    f"training diverged in fold {i + 1}, epoch {epoch}: {bad}; lower the "
-                    f"optimizer's learning_rate (now {spec.optimizer.learning_rate:g}) or "
-                    "check the data for extreme values"
-                )
+            refuse_non_finite(spec, logs, where=f"fold {i + 1}", epoch=epoch)
             for key, v in logs.items():
                 histories[i].setdefault(key, []).append(v)
             if hooks.on_epoch is not None:
                 hooks.on_epoch("cv", i + 1, epoch, logs)
 
-    val_out = _predict(model, X_val)
+    val_out = predict(model, X_val)
     # The folds shared one fit: each is given its share of the time.
     seconds = (time.perf_counter() - started) / k
     results = []
@@ -249,11 +251,6 @@ def _val_metric(spec: ModelSpec, t: np.ndarray, out: np.ndarray) -> float:
     predicted = out.argmax(axis=-1)
     truth = t.argmax(axis=-1) if spec.loss == "categorical_crossentropy" else t
     return float(np.mean(predicted == truth))
-
-
-def _predict(model: Any, X: np.ndarray, chunk: int = 8192) -> np.ndarray:
-    parts = [np.asarray(model(X[i : i + chunk], training=False)) for i in range(0, len(X), chunk)]
-    return np.concatenate(parts)
 
 
 class _FoldModel:
