@@ -95,6 +95,9 @@ class ModelVersion(Base):
     # The evaluation report (training.report), a JSON artifact; None for a version
     # registered before reports until a report job writes one.
     report_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # The exported model's outputs on the rows its spec's test_split held out, row by row
+    # (an NPZ artifact: rows, y, output); None without a test split. Gates compare on it.
+    predictions_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
     library_versions: Mapped[dict[str, str]] = mapped_column(JSON)
     device: Mapped[str] = mapped_column(String(200))
     # Metrics on the held-out test split, when the spec asked for one.

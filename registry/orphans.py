@@ -44,26 +44,20 @@ def put_referenced(
 
 
 def referenced(session: Session, hashes: Iterable[str]) -> set[str]:
-    """The hashes a version (ONNX, Keras or report file) or a dataset refers to."""
+    """The hashes a version (ONNX, Keras, report or predictions file) or a dataset refers
+    to."""
     wanted = set(hashes)
     if not wanted:
         return set()
-    used = set(
-        session.scalars(
-            select(ModelVersion.onnx_sha256).where(ModelVersion.onnx_sha256.in_(wanted))
-        )
-    )
-    used |= set(
-        session.scalars(
-            select(ModelVersion.keras_sha256).where(ModelVersion.keras_sha256.in_(wanted))
-        )
-    )
-    used |= set(
-        session.scalars(
-            select(ModelVersion.report_sha256).where(ModelVersion.report_sha256.in_(wanted))
-        )
-    )
-    used |= set(session.scalars(select(Dataset.sha256).where(Dataset.sha256.in_(wanted))))
+    used: set[str] = set()
+    for column in (
+        ModelVersion.onnx_sha256,
+        ModelVersion.keras_sha256,
+        ModelVersion.report_sha256,
+        ModelVersion.predictions_sha256,
+        Dataset.sha256,
+    ):
+        used |= {h for h in session.scalars(select(column).where(column.in_(wanted))) if h}
     return used
 
 

@@ -43,6 +43,18 @@ class TrainingResult:
     folds_sha256: str | None = None
     # training.report.evaluation_report of the folds, the test rows or the training rows.
     report: dict[str, Any] | None = None
+    # The exported model on the test rows, row by row; None without a test split.
+    test_predictions: HeldOutPredictions | None = None
+
+
+@dataclass(frozen=True)
+class HeldOutPredictions:
+    """Which rows of the table `test_split` held out, their targets and the exported
+    model's outputs on them: what a gate compares two versions on, row by row."""
+
+    rows: np.ndarray
+    y: np.ndarray
+    output: np.ndarray
 
 
 def run_training(
@@ -69,9 +81,11 @@ def run_training(
         scored.append(Scored("training", y, predict(model, np.asarray(X, dtype=np.float32))))
     summary = summarize([f.metrics for f in folds] or [metrics_of(spec, y, scored[-1].output)])
     test_metrics = None
+    test_predictions = None
     if X_test is not None and y_test is not None:
         scored.append(Scored("test", y_test, predict(model, np.asarray(X_test, dtype=np.float32))))
         test_metrics = metrics_of(spec, y_test, scored[-1].output)
+        test_predictions = HeldOutPredictions(held_out_rows(table, spec), y_test, scored[-1].output)
     onnx_bytes = to_onnx(model, input_shape=table.X.shape[1:])
     parity = check_parity(model, onnx_bytes, table.X)
     if not parity["passed"]:
@@ -95,6 +109,7 @@ def run_training(
         n_test=0 if y_test is None else len(y_test),
         folds_sha256=fold_assignment(table, spec) if spec.cross_validation else None,
         report=evaluation_report(spec, scored, class_labels=table.class_labels),
+        test_predictions=test_predictions,
     )
 
 
@@ -115,10 +130,13 @@ def cross_validate(
     return run_kfold(plan, X, y, processes=fold_processes, together=together)
 
 
-def report_of_export(table: Table, *, spec: ModelSpec, onnx_bytes: bytes) -> dict[str, Any]:
+def report_of_export(
+    table: Table, *, spec: ModelSpec, onnx_bytes: bytes
+) -> tuple[dict[str, Any], HeldOutPredictions | None]:
     """The evaluation report of an exported model alone, for a version registered before
-    reports: its fold models were never kept, so it covers the rows `test_split` held
-    out, or without a test split every row the model trained on (marked "training")."""
+    reports, and its test predictions: its fold models were never kept, so the report
+    covers the rows `test_split` held out, or without a test split every row the model
+    trained on (marked "training")."""
     import onnxruntime as ort
 
     _check_table(table, spec)
@@ -129,11 +147,20 @@ def report_of_export(table: Table, *, spec: ModelSpec, onnx_bytes: bytes) -> dic
         (out,) = session.run([OUTPUT_NAME], {INPUT_NAME: np.asarray(rows, dtype=np.float32)})
         return np.asarray(out)
 
+    predictions = None
     if X_test is not None and y_test is not None:
         scored = [Scored("test", y_test, outputs(X_test))]
+        predictions = HeldOutPredictions(held_out_rows(table, spec), y_test, scored[0].output)
     else:
         scored = [Scored("training", y, outputs(X))]
-    return evaluation_report(spec, scored, class_labels=table.class_labels)
+    return evaluation_report(spec, scored, class_labels=table.class_labels), predictions
+
+
+def held_out_rows(table: Table, spec: ModelSpec) -> np.ndarray:
+    """The indices of the rows (or windows) `test_split` holds out, in their held-out
+    order: the same for every spec with the same test_split, seed and task on the data."""
+    _, rows, _, _ = hold_out(np.arange(len(table.y)), table.y, share=spec.test_split, spec=spec)
+    return np.asarray(rows, dtype=np.int64)
 
 
 def folds_train_together(table: Table, spec: ModelSpec) -> bool:

@@ -3,7 +3,8 @@
 A newer version's report is written by its training job, with a section per fold; an
 older one's fold models were never kept, so its report scores the exported ONNX model on
 the rows its spec held out for testing, or on its training rows, marked as such
-(training.pipeline.report_of_export). ONNX Runtime only: this job never loads TensorFlow.
+(training.pipeline.report_of_export), and keeps its outputs on the test rows for gates.
+ONNX Runtime only: this job never loads TensorFlow.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from registry import orphans, versions
+from registry import orphans, predictions, versions
 from registry.artifacts import ArtifactStore
 from registry.models import ModelVersion
 from training.spec import ModelSpec
@@ -35,7 +36,7 @@ def write_report(run: JobRun, *, store: ArtifactStore) -> str:
         lambda s: versions.get_version(s, model_name=job.model_name, version=number).onnx_sha256
     )
     spec = ModelSpec.model_validate(job.spec)
-    report = report_of_export(
+    report, held_out = report_of_export(
         load_table(job.dataset, spec, store), spec=spec, onnx_bytes=store.get(onnx_sha256)
     )
 
@@ -44,6 +45,9 @@ def write_report(run: JobRun, *, store: ArtifactStore) -> str:
         # A report already there (another report job got there first) is kept.
         if mv.report_sha256 is None:
             mv.report_sha256 = orphans.put_referenced(session, store, report_bytes(report))
+        if mv.predictions_sha256 is None and held_out is not None:
+            data = predictions.encode(held_out.rows, held_out.y, held_out.output)
+            mv.predictions_sha256 = orphans.put_referenced(session, store, data)
         return mv
 
     if run.succeed(attach, progress={}) is None:

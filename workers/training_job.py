@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from registry import jobs, orphans, versions
+from registry import jobs, orphans, predictions, versions
 from registry.artifacts import ArtifactStore
 from registry.models import ModelVersion
 from training.hooks import Hooks
@@ -44,6 +44,14 @@ def train(run: JobRun, *, store: ArtifactStore, fold_processes: int = 1) -> str:
             if result.report is None
             else orphans.put_referenced(session, store, report_bytes(result.report))
         )
+        held_out = result.test_predictions
+        predictions_sha256 = (
+            None
+            if held_out is None
+            else orphans.put_referenced(
+                session, store, predictions.encode(held_out.rows, held_out.y, held_out.output)
+            )
+        )
         row = ModelVersion(
             job_id=job.id,
             dataset_id=dataset.id,
@@ -55,6 +63,7 @@ def train(run: JobRun, *, store: ArtifactStore, fold_processes: int = 1) -> str:
             onnx_size_bytes=len(result.onnx_bytes),
             keras_sha256=keras_sha256,
             report_sha256=report_sha256,
+            predictions_sha256=predictions_sha256,
             library_versions=result.library_versions,
             device=result.device,
             retrained_from_id=job.retrained_from_id,

@@ -9,7 +9,7 @@ from registry import aliases
 from services.api import views
 from services.api.alias_schemas import AliasEventRead, AliasRead, AliasRollback, AliasSet
 from services.api.auth import AdminCaller, needs
-from services.api.deps import SessionDep
+from services.api.deps import SessionDep, StoreDep
 from services.api.schemas import Text
 from services.api.usecases import registry as usecases
 from services.problems import responses
@@ -61,16 +61,22 @@ def get_alias(session: SessionDep, name: Text, alias: Text) -> AliasRead:
     "/{name}/aliases/{alias}", summary="Point an alias at a version", responses=responses(404, 409)
 )
 def set_alias(
-    session: SessionDep, who: AdminCaller, name: Text, alias: Text, body: AliasSet
+    session: SessionDep,
+    store: StoreDep,
+    who: AdminCaller,
+    name: Text,
+    alias: Text,
+    body: AliasSet,
 ) -> AliasEventRead:
     """Create the alias or move it (a promotion). The change is recorded with the version
     it came from, the owner of the API key and the optional reason. With a `gate`, the
     move happens only when the candidate beats the version the alias points at on the
-    same folds (409 `gate_refused` with both means, the difference and the p-value, or
-    409 `not_comparable`); the figures of a passed gate are recorded with the move. Alias names are 1 to
-    63 lowercase letters, digits, '-' or '_', starting with a letter; 'latest', 'history'
-    and 'v<number>' are reserved."""
-    event = usecases.set_alias(session, name=name, alias=alias, body=body, actor=who.actor)
+    same folds, or else on the same held-out test rows (409 `gate_refused` with both
+    means, the difference and the p-value, or 409 `not_comparable`); the figures of a
+    passed gate are recorded with the move. Alias names are 1 to 63 lowercase letters,
+    digits, '-' or '_', starting with a letter; 'latest', 'history' and 'v<number>' are
+    reserved."""
+    event = usecases.set_alias(session, store, name=name, alias=alias, body=body, actor=who.actor)
     return AliasEventRead.model_validate(event)
 
 

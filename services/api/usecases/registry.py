@@ -12,6 +12,7 @@ from typing import TypeVar
 from sqlalchemy.orm import Session
 
 from registry import aliases, tags, versions
+from registry.artifacts import ArtifactStore
 from registry.models import AliasEvent, ModelVersion, RegisteredModel
 from services.api import gates
 from services.api.alias_schemas import AliasRollback, AliasSet
@@ -60,7 +61,13 @@ def tag(
 
 
 def set_alias(
-    session: Session, *, name: str, alias: str, body: AliasSet, actor: str | None
+    session: Session,
+    store: ArtifactStore,
+    *,
+    name: str,
+    alias: str,
+    body: AliasSet,
+    actor: str | None,
 ) -> AliasEvent:
     rule = body.gate
     return _committed(
@@ -72,7 +79,7 @@ def set_alias(
             version=body.version,
             actor=actor,
             reason=body.reason,
-            gate=None if rule is None else functools.partial(gates.check, rule),
+            gate=None if rule is None else functools.partial(gates.check, rule, store=store),
         ),
     )
 

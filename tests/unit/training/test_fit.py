@@ -206,6 +206,12 @@ def test_test_split_holds_rows_out_and_scores_the_final_model() -> None:
         *(f.metrics for f in result.folds),
         result.test_metrics,
     ]
+    # The held-out rows by index, for a gate to compare two versions on row by row.
+    held_out = result.test_predictions
+    assert held_out is not None
+    assert len(set(held_out.rows.tolist())) == n_test
+    np.testing.assert_array_equal(held_out.y, table.y[held_out.rows])
+    assert sections[-1]["metrics"]["f1"] == result.test_metrics["f1"]
 
 
 def test_validation_curves_are_what_keras_evaluate_reports() -> None:

@@ -309,13 +309,20 @@ def test_the_report_of_an_export_alone_scores_its_training_rows_or_its_test_rows
     session = ort.InferenceSession(result.onnx_bytes, providers=["CPUExecutionProvider"])
     (proba,) = session.run(["output"], {"features": cancer.X})
 
-    report = pipeline.report_of_export(cancer, spec=_binary_spec(), onnx_bytes=result.onnx_bytes)
+    report, held_out = pipeline.report_of_export(
+        cancer, spec=_binary_spec(), onnx_bytes=result.onnx_bytes
+    )
 
     (section,) = report["sections"]
     assert (section["source"], section["n_rows"]) == ("training", 569)
     assert section["curves"][0]["roc"]["auc"] == roc_auc_score(cancer.y, proba.reshape(-1))
-    held_out = pipeline.report_of_export(
-        cancer, spec=_binary_spec(test_split=0.2), onnx_bytes=result.onnx_bytes
-    )
-    (section,) = held_out["sections"]
+    assert held_out is None  # no test rows to keep
+    split = _binary_spec(test_split=0.2)
+    report, held_out = pipeline.report_of_export(cancer, spec=split, onnx_bytes=result.onnx_bytes)
+    (section,) = report["sections"]
     assert (section["source"], section["n_rows"]) == ("test", 114)
+    # The test rows by index, their targets, and the model's outputs on them.
+    assert held_out is not None
+    np.testing.assert_array_equal(held_out.y, cancer.y[held_out.rows])
+    (rows_out,) = session.run(["output"], {"features": cancer.X[held_out.rows]})
+    np.testing.assert_allclose(held_out.output, rows_out)

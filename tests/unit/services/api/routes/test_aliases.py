@@ -3,12 +3,17 @@ every change in the history; refusals with a problem body."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy.orm import Session
 
-from tests.factories import bearer
+from registry import predictions
+from registry.db import make_engine
+from tests.factories import SPEC, bearer, make_dataset, make_job, make_version
 
 
 def test_alias_lifecycle_over_http(client: TestClient, model: dict[str, Any]) -> None:
@@ -131,3 +136,41 @@ def test_a_gated_promotion_moves_only_on_evidence_from_the_same_folds(
     assert unknown.status_code == 422
     assert "expected one of ['accuracy', 'f1']" in unknown.json()["detail"]
     assert client.get(url).json()["version"] == 1
+
+
+def test_a_gate_without_shared_folds_compares_the_same_held_out_rows(
+    client: TestClient, db_url: str
+) -> None:
+    # Two versions trained without cross-validation (too few rows to fold, say) that held
+    # out the same test rows: the gate compares them row by row, and records how.
+    store = client.app.state.store  # type: ignore[attr-defined]
+    rng = np.random.default_rng(5)
+    rows, y = np.arange(200), rng.integers(0, 2, 200)
+    name = f"rows-{uuid.uuid4().hex[:8]}"
+    engine = make_engine(db_url)
+    with Session(engine) as s:
+        dataset = make_dataset(s)
+        for right in (0.6, 0.95):
+            p = np.where(rng.uniform(size=200) < right, y, 1 - y) * 0.8 + 0.1
+            make_version(
+                s,
+                job=make_job(s, model_name=name, dataset_id=dataset.id),
+                spec={**SPEC, "cross_validation": False, "test_split": 0.3},
+                predictions_sha256=store.put(predictions.encode(rows, y, p.reshape(-1, 1))),
+            )
+        s.commit()
+    engine.dispose()
+    url = f"/models/{name}/aliases/production"
+    assert client.put(url, json={"version": 1}).status_code == 200
+
+    moved = client.put(url, json={"version": 2, "gate": {"metric": "accuracy"}})
+
+    assert moved.status_code == 200, moved.text
+    gate = moved.json()["gate"]
+    assert gate["rows"] == 200
+    assert "held-out rows" in gate["test"]
+    assert gate["difference"] > 0.25
+    assert gate["p_value"] < 0.001
+    back = client.put(url, json={"version": 1, "gate": {"metric": "accuracy"}})
+    assert back.status_code == 409
+    assert back.json()["code"] == "gate_refused"
