@@ -91,11 +91,13 @@ def run_stacked(
     k = len(splits)
     folds = [_fold_rows(plan, X, y, train) for train, _ in splits]
     n = max(len(f["y"]) for f in folds)
-    X_train, T_train, W_train = _stack(spec, [f["X"] for f in folds], [f["y"] for f in folds], n)
+    X_train, T_train, M_train = _stack(spec, [f["X"] for f in folds], [f["y"] for f in folds], n)
+    # Each row's class weight (1 without class weights); padding rows have none.
+    W_train = np.zeros_like(M_train)
     for i, f in enumerate(folds):
-        W_train[: len(f["y"]), i] *= f["weights"]
+        W_train[: len(f["y"]), i] = f["weights"]
     n_val = max(len(val) for _, val in splits)
-    X_val, T_val, W_val = _stack(spec, [X[v] for _, v in splits], [y[v] for _, v in splits], n_val)
+    X_val, T_val, M_val = _stack(spec, [X[v] for _, v in splits], [y[v] for _, v in splits], n_val)
 
     model = _FoldModel(keras, spec, k=k, n_features=X.shape[-1], folds=folds)
     optimizer = build_optimizer(keras, spec)
@@ -103,13 +105,15 @@ def run_stacked(
     variables = model.trainable_weights
     X_train_t = tf.constant(X_train)
     T_train_t = tf.constant(T_train)
+    M_train_t = tf.constant(M_train)
     W_train_t = tf.constant(W_train)
     classify = spec.task != Task.REGRESSION
 
-    def fold_losses(t: Any, w: Any, out: Any) -> tuple[Any, Any]:
-        # Each fold's mean loss over its own rows in the batch: what it would be alone.
-        per_row = loss_fn(t, out) * w  # [batch, k]
-        rows = tf.reduce_sum(tf.cast(w > 0, tf.float32), axis=0)
+    def fold_losses(t: Any, real: Any, w: Any, out: Any) -> tuple[Any, Any]:
+        # Each fold's loss over its own rows in the batch, weighted by class and divided
+        # by its row count, as Keras reduces a batch: what the fold would get alone.
+        per_row = loss_fn(t, out) * w * real  # [batch, k]
+        rows = tf.reduce_sum(real, axis=0)
         return tf.reduce_sum(per_row, axis=0), tf.maximum(rows, 1.0)
 
     @tf.function(reduce_retracing=True)  # type: ignore[untyped-decorator]
@@ -121,14 +125,14 @@ def run_stacked(
             idx = order[step * spec.batch_size : (step + 1) * spec.batch_size]
             x = tf.gather(X_train_t, idx)
             t = tf.gather(T_train_t, idx)
+            real = tf.gather(M_train_t, idx)
             w = tf.gather(W_train_t, idx)
             with tf.GradientTape() as tape:
                 out = model(x, training=True)
-                sums, rows = fold_losses(t, w, out)
+                sums, rows = fold_losses(t, real, w, out)
                 loss = tf.reduce_sum(sums / rows)
             grads = tape.gradient(loss, [v.value for v in variables])
             optimizer.apply(grads, variables)
-            real = tf.cast(w > 0, tf.float32)
             totals += sums
             seen += tf.reduce_sum(real, axis=0)
             right += tf.reduce_sum(_progress(spec, t, out) * real, axis=0)
@@ -161,8 +165,7 @@ def run_stacked(
                 "loss": float(totals[i] / max(seen[i], 1)),
                 metric: float(right[i] / max(seen[i], 1)),
             }
-            val_t, val_w = T_val[:, i], W_val[:, i]
-            rows = val_w > 0
+            val_t, rows = T_val[:, i], M_val[:, i] > 0
             val_loss = float(np.mean(np.asarray(loss_fn(val_t[rows], val_out[rows, i]))))
             logs["val_loss"] = val_loss
             logs[f"val_{metric}"] = _val_metric(spec, val_t[rows], val_out[rows, i])
@@ -213,7 +216,8 @@ def _fold_rows(plan: FitPlan, X: np.ndarray, y: np.ndarray, train: np.ndarray) -
 def _stack(
     spec: ModelSpec, Xs: list[np.ndarray], ys: list[np.ndarray], n: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Rows [n, k, features], targets [n, k, ...] and weights [n, k] (0: padding)."""
+    """Rows [n, k, features], targets [n, k, ...] and which rows are real [n, k] (1; 0 for
+    the padding of a shorter fold)."""
     k = len(Xs)
     X = np.zeros((n, k, *Xs[0].shape[1:]), dtype=np.float32)
     targets = [fit_targets(y_i, spec) for y_i in ys]
