@@ -275,22 +275,6 @@ def test_promote_retrain_and_compare(s3_stack: tuple[Stack, str], trained: dict[
         )
 
 
-def test_a_corrupted_object_in_the_bucket_is_refused(
-    s3_stack: tuple[Stack, str], trained: dict[str, Any]
-) -> None:
-    stack, endpoint = s3_stack
-    model = trained["model"]
-    mv = http.get(f"{stack.api}/models/{model}/versions/1").json()
-    onnx = mv["artifacts"]["onnx"]["sha256"]
-    s3_client(endpoint).put_object(
-        Bucket=BUCKET, Key=f"{PREFIX}{onnx[:2]}/{onnx}", Body=b"not the model"
-    )
-    resp = http.get(mv["artifacts"]["onnx"]["url"])
-    assert resp.status_code == 500
-    assert resp.headers["content-type"].startswith("application/problem+json")
-    assert "is corrupt" in resp.json()["detail"]
-
-
 def test_a_version_has_its_report_and_an_older_one_gets_one_from_a_worker(
     s3_stack: tuple[Stack, str], trained: dict[str, Any]
 ) -> None:
@@ -355,3 +339,20 @@ def test_a_version_has_its_report_and_an_older_one_gets_one_from_a_worker(
     p = served["outputs"][0]["data"]
     assert section["curves"][0]["roc"]["auc"] == pytest.approx(roc_auc_score(y, p), abs=1e-9)
     assert http.post(url, timeout=30).json()["code"] == "report_exists"
+
+
+# Last: it corrupts version 1's ONNX file in the bucket.
+def test_a_corrupted_object_in_the_bucket_is_refused(
+    s3_stack: tuple[Stack, str], trained: dict[str, Any]
+) -> None:
+    stack, endpoint = s3_stack
+    model = trained["model"]
+    mv = http.get(f"{stack.api}/models/{model}/versions/1").json()
+    onnx = mv["artifacts"]["onnx"]["sha256"]
+    s3_client(endpoint).put_object(
+        Bucket=BUCKET, Key=f"{PREFIX}{onnx[:2]}/{onnx}", Body=b"not the model"
+    )
+    resp = http.get(mv["artifacts"]["onnx"]["url"])
+    assert resp.status_code == 500
+    assert resp.headers["content-type"].startswith("application/problem+json")
+    assert "is corrupt" in resp.json()["detail"]
