@@ -12,7 +12,7 @@ A package defines its errors as subclasses of KilnError, each naming its kind an
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import ClassVar
+from typing import Any, ClassVar
 
 
 class ErrorKind(StrEnum):
@@ -40,8 +40,16 @@ class KilnError(Exception):
     kind: ClassVar[ErrorKind] = ErrorKind.INTERNAL
     code: ClassVar[str] = "internal_error"
 
-    def __init__(self, message: str, *, retry_after_s: float | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after_s: float | None = None,
+        figures: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         # When the same request may succeed (a Retry-After header); None: not known.
         self.retry_after_s = retry_after_s
+        # The numbers behind the refusal, for a client to read rather than parse.
+        self.figures = figures

@@ -62,7 +62,8 @@ class FieldProblem(BaseModel):
 
 class Problem(BaseModel):
     """RFC 9457 problem details. `code` names the error; `errors` lists field problems
-    for request validation."""
+    for request validation; `figures` holds the numbers behind a refusal that has them
+    (a refused promotion gate's means, difference and p-value)."""
 
     type: str
     title: str
@@ -70,6 +71,7 @@ class Problem(BaseModel):
     detail: str
     code: str
     errors: list[FieldProblem] | None = None
+    figures: dict[str, Any] | None = None
 
 
 def problem_response(
@@ -79,6 +81,7 @@ def problem_response(
     *,
     errors: list[dict[str, Any]] | None = None,
     headers: dict[str, str] | None = None,
+    figures: dict[str, Any] | None = None,
 ) -> JSONResponse:
     body = Problem(
         type=f"https://kiln.dev/problems/{code.replace('_', '-')}",
@@ -87,6 +90,7 @@ def problem_response(
         detail=detail,
         code=code,
         errors=errors,
+        figures=figures,
     )
     return JSONResponse(
         jsonable_encoder(body, exclude_none=True),
@@ -100,7 +104,9 @@ async def _domain_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, KilnError)
     wait = retry_after(exc)
     headers = {"Retry-After": wait} if wait is not None else None
-    return problem_response(exc.code, exc.message, status_of(exc), headers=headers)
+    return problem_response(
+        exc.code, exc.message, status_of(exc), headers=headers, figures=exc.figures
+    )
 
 
 async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:

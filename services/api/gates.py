@@ -95,15 +95,7 @@ def _verdict(
     new_mean, now_mean = means
     better = "lower" if gate.metric in LOWER_IS_BETTER else "higher"
     difference = new_mean - now_mean
-    if p_value >= gate.alpha:
-        raise GateRefused(
-            f"gate on {gate.metric} ({better} is better): v{candidate.version} mean "
-            f"{new_mean:.4f}, v{current.version} mean {now_mean:.4f}, difference "
-            f"{difference:+.4f} (min_delta {gate.min_delta:g}); {evidence['test']}: "
-            f"p = {p_value:.4g}, not below alpha {gate.alpha:g}. The alias stays at "
-            f"v{current.version}"
-        )
-    return {
+    figures = {
         "metric": gate.metric,
         "better": better,
         "candidate": {"version": candidate.version, "mean": new_mean},
@@ -113,8 +105,18 @@ def _verdict(
         "alpha": gate.alpha,
         "p_value": p_value,
         **evidence,
-        "passed": True,
+        "passed": p_value < gate.alpha,
     }
+    if not figures["passed"]:
+        raise GateRefused(
+            f"gate on {gate.metric} ({better} is better): v{candidate.version} mean "
+            f"{new_mean:.4f}, v{current.version} mean {now_mean:.4f}, difference "
+            f"{difference:+.4f} (min_delta {gate.min_delta:g}); {evidence['test']}: "
+            f"p = {p_value:.4g}, not below alpha {gate.alpha:g}. The alias stays at "
+            f"v{current.version}",
+            figures=figures,
+        )
+    return figures
 
 
 def _folds_differ(current: ModelVersion, candidate: ModelVersion) -> str | None:

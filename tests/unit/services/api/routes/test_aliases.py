@@ -109,6 +109,15 @@ def test_a_gated_promotion_moves_only_on_evidence_from_the_same_folds(
     assert problem["code"] == "gate_refused"
     for figure in ("f1", "v2 mean 0.9400", "v1 mean 0.8000", "difference +0.1400", "p = "):
         assert figure in problem["detail"], figure
+    # The same figures as numbers, for a client to read rather than parse.
+    figures = problem["figures"]
+    assert (figures["metric"], figures["passed"], figures["folds"]) == ("f1", False, 3)
+    assert (figures["candidate"], figures["current"]) == (
+        {"version": 2, "mean": pytest.approx(0.94)},
+        {"version": 1, "mean": pytest.approx(0.80)},
+    )
+    assert figures["difference"] == pytest.approx(0.14)
+    assert 0.05 <= figures["p_value"] < 0.25
     assert client.get(url).json()["version"] == 1
 
     lenient = client.put(url, json={"version": 2, "gate": {"metric": "f1", "alpha": 0.25}})
