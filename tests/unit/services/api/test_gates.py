@@ -167,3 +167,24 @@ def test_a_metric_the_rows_cannot_give_is_named(store: LocalArtifactStore) -> No
             _version(store, 2, y, p),
             store=store,
         )
+
+
+def test_many_rows_are_resampled_from_a_sample_but_scored_in_full(
+    store: LocalArtifactStore,
+) -> None:
+    n = 30_000
+    rows, y = np.arange(n), RNG.integers(0, 2, n)
+    weak = np.where(RNG.uniform(size=n) < 0.8, y, 1 - y).reshape(-1, 1) * 0.8 + 0.1
+    strong = np.where(RNG.uniform(size=n) < 0.9, y, 1 - y).reshape(-1, 1) * 0.8 + 0.1
+
+    figures = check(
+        PromotionGate(metric="accuracy"),
+        _version(store, 1, y, weak, rows=rows),
+        _version(store, 2, y, strong, rows=rows),
+        store=store,
+    )
+
+    assert (figures["rows"], figures["resampled_rows"]) == (n, 20_000)
+    expected = classification_metrics(y, strong, n_classes=2)["accuracy"]
+    assert figures["candidate"]["mean"] == pytest.approx(expected)
+    assert figures["p_value"] < 0.001
