@@ -187,10 +187,11 @@ class SearchOptions(Strict):
     )
     # Not Optuna's 0.1: a one-sided signed-rank test over n paired folds cannot go below
     # 1/2**n, so at 0.1 a 5-fold trial could only stop after its fourth fold. Replayed on
-    # five 24-trial searches (bench/search.py): 0.3 saved 26% of fold fits and kept the
-    # best trial in 5 of 5; 0.1 saved 2%; 0.5 saved 30% and lost it once.
+    # two runs of five 24-trial searches each (bench/search.py, docs/benchmarks.md): 0.5
+    # saved 30% of fold fits both times and kept the best trial in 9 of 10; 0.3 saved 26%
+    # and 28% (10 of 10); 0.1 saved 2%.
     prune_p: float = Field(
-        default=0.3,
+        default=0.5,
         gt=0.0,
         lt=1.0,
         description="The pruner's p threshold: a trial stops once a one-sided Wilcoxon "
