@@ -111,3 +111,8 @@ class ReportNotFound(KilnError):
 class ReportExists(KilnError):
     kind = ErrorKind.CONFLICT
     code = "report_exists"
+
+
+class ProfileNotFound(KilnError):
+    kind = ErrorKind.NOT_FOUND
+    code = "profile_not_found"

@@ -98,6 +98,9 @@ class ModelVersion(Base):
     # The exported model's outputs on the rows its spec's test_split held out, row by row
     # (an NPZ artifact: rows, y, output); None without a test split. Gates compare on it.
     predictions_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # The reference profile of its training rows (training.profile), a JSON artifact: what
+    # served data is compared with.
+    profile_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
     library_versions: Mapped[dict[str, str]] = mapped_column(JSON)
     device: Mapped[str] = mapped_column(String(200))
     # Metrics on the held-out test split, when the spec asked for one.

@@ -44,8 +44,8 @@ def put_referenced(
 
 
 def referenced(session: Session, hashes: Iterable[str]) -> set[str]:
-    """The hashes a version (ONNX, Keras, report or predictions file) or a dataset refers
-    to."""
+    """The hashes a version (ONNX, Keras, report, predictions or profile file) or a dataset
+    refers to."""
     wanted = set(hashes)
     if not wanted:
         return set()
@@ -55,6 +55,7 @@ def referenced(session: Session, hashes: Iterable[str]) -> set[str]:
         ModelVersion.keras_sha256,
         ModelVersion.report_sha256,
         ModelVersion.predictions_sha256,
+        ModelVersion.profile_sha256,
         Dataset.sha256,
     ):
         used |= {h for h in session.scalars(select(column).where(column.in_(wanted))) if h}

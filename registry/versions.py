@@ -172,7 +172,13 @@ def delete_version(session: Session, *, model_name: str, version: int) -> list[s
             f"version {version} of model {model_name!r} cannot be deleted: alias(es) "
             f"{list(pointing)} point at it; move or delete them first"
         )
-    files = (mv.onnx_sha256, mv.keras_sha256, mv.report_sha256, mv.predictions_sha256)
+    files = (
+        mv.onnx_sha256,
+        mv.keras_sha256,
+        mv.report_sha256,
+        mv.predictions_sha256,
+        mv.profile_sha256,
+    )
     hashes = {h for h in files if h is not None}
     for table in (ModelVersion, TrainingJob):
         session.execute(

@@ -19,6 +19,7 @@ from training.export import INPUT_NAME, OUTPUT_NAME, check_parity, to_onnx
 from training.fit import FitPlan, hold_out, metrics_of, predict
 from training.hooks import FoldResult, Hooks
 from training.metrics import MetricValue, summarize
+from training.profile import reference_profile
 from training.provenance import device_name, library_versions
 from training.report import Scored, evaluation_report
 from training.spec import ModelSpec, check_against_data
@@ -45,6 +46,8 @@ class TrainingResult:
     report: dict[str, Any] | None = None
     # The exported model on the test rows, row by row; None without a test split.
     test_predictions: HeldOutPredictions | None = None
+    # training.profile.reference_profile of the rows the exported model trained on.
+    profile: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -110,6 +113,7 @@ def run_training(
         folds_sha256=fold_assignment(table, spec) if spec.cross_validation else None,
         report=evaluation_report(spec, scored, class_labels=table.class_labels),
         test_predictions=test_predictions,
+        profile=training_profile(table, spec),
     )
 
 
@@ -154,6 +158,18 @@ def report_of_export(
     else:
         scored = [Scored("training", y, outputs(X))]
     return evaluation_report(spec, scored, class_labels=table.class_labels), predictions
+
+
+def training_profile(table: Table, spec: ModelSpec) -> dict[str, Any]:
+    """The reference profile of the rows `run_training` refits on (all but the test rows)."""
+    X, y, _, _ = _split_test(table, spec)
+    return reference_profile(
+        X,
+        y,
+        feature_names=table.feature_names,
+        class_labels=table.class_labels,
+        kind=table.kind.value,
+    )
 
 
 def held_out_rows(table: Table, spec: ModelSpec) -> np.ndarray:

@@ -17,7 +17,7 @@ from training.spec import ModelSpec
 from workers.data import load_table
 from workers.jobrun import JobRun, run_job
 from workers.progress import Progress
-from workers.report_job import report_bytes, write_report
+from workers.report_job import json_bytes, write_report
 
 
 def train(run: JobRun, *, store: ArtifactStore, fold_processes: int = 1) -> str:
@@ -42,7 +42,12 @@ def train(run: JobRun, *, store: ArtifactStore, fold_processes: int = 1) -> str:
         report_sha256 = (
             None
             if result.report is None
-            else orphans.put_referenced(session, store, report_bytes(result.report))
+            else orphans.put_referenced(session, store, json_bytes(result.report))
+        )
+        profile_sha256 = (
+            None
+            if result.profile is None
+            else orphans.put_referenced(session, store, json_bytes(result.profile))
         )
         held_out = result.test_predictions
         predictions_sha256 = (
@@ -64,6 +69,7 @@ def train(run: JobRun, *, store: ArtifactStore, fold_processes: int = 1) -> str:
             keras_sha256=keras_sha256,
             report_sha256=report_sha256,
             predictions_sha256=predictions_sha256,
+            profile_sha256=profile_sha256,
             library_versions=result.library_versions,
             device=result.device,
             retrained_from_id=job.retrained_from_id,

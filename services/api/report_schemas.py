@@ -1,4 +1,5 @@
-"""The evaluation report's shape over REST (training/report.py writes it, as JSON)."""
+"""The evaluation report's and the reference profile's shapes over REST (training/report.py
+and training/profile.py write them, as JSON)."""
 
 from __future__ import annotations
 
@@ -118,4 +119,40 @@ class EvaluationReport(BaseModel):
         "these figures and by the predictor alike."
     )
     sections: list[ReportSection]
+    links: dict[str, str]
+
+
+class Summary(BaseModel):
+    count: int
+    mean: float
+    std: float = Field(description="Population standard deviation.")
+    min: float
+    max: float
+    quantiles: dict[str, float] = Field(description='Keyed by the quantile: "0.5" is the median.')
+    histogram: Histogram
+
+
+class FeatureProfile(Summary):
+    name: str
+
+
+class ClassShare(BaseModel):
+    label: str
+    count: int
+    share: float
+
+
+class ReferenceProfile(BaseModel):
+    model_name: str
+    version: int
+    kind: str
+    n_rows: int = Field(description="The rows the version's model was trained on.")
+    features: list[FeatureProfile] = Field(
+        description="Per feature: a table's column, an image's channel, a sequence's "
+        "per-step feature."
+    )
+    target: Summary | None = Field(description="A regression's target; null otherwise.")
+    classes: list[ClassShare] | None = Field(
+        description="A classification's class balance; null for a regression."
+    )
     links: dict[str, str]

@@ -119,18 +119,17 @@ def version_read(request: Request, mv: ModelVersion) -> ModelVersionRead:
                 sha256=mv.onnx_sha256, size_bytes=mv.onnx_size_bytes, url=str(onnx_url)
             ),
             "keras": ArtifactRead(sha256=mv.keras_sha256),
-            **(
-                {}
-                if mv.report_sha256 is None
-                else {
-                    "report": ArtifactRead(
-                        sha256=mv.report_sha256,
-                        url=str(
-                            request.url_for("get_report", name=mv.model_name, version=mv.version)
-                        ),
-                    )
-                }
-            ),
+            **{
+                kind: ArtifactRead(
+                    sha256=sha256,
+                    url=str(request.url_for(route, name=mv.model_name, version=mv.version)),
+                )
+                for kind, sha256, route in (
+                    ("report", mv.report_sha256, "get_report"),
+                    ("profile", mv.profile_sha256, "get_profile"),
+                )
+                if sha256 is not None
+            },
         },
         library_versions=mv.library_versions,
         device=mv.device,

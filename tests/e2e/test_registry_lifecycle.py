@@ -300,16 +300,25 @@ def test_a_version_has_its_report_and_an_older_one_gets_one_from_a_worker(
     assert "<svg" in html.text
     assert "<script" not in html.text
 
-    # A version registered before reports: its report is gone, as if never written.
+    # And its reference profile: the 569 rows it trained on (no test split here).
+    profile_url = f"{stack.api}/models/{model}/versions/1/profile"
+    profile = http.get(profile_url).json()
+    assert profile["n_rows"] == 569
+    assert [c["count"] for c in profile["classes"]] == [212, 357]
+    assert profile["features"][0]["name"] == "mean radius"
+
+    # A version registered before reports: its report and profile are gone, as if never
+    # written.
     engine = make_engine(stack.env["DATABASE_URL"])
     with engine.begin() as conn:
         conn.execute(
             update(ModelVersion)
             .where(ModelVersion.job_id == version["job_id"])
-            .values(report_sha256=None)
+            .values(report_sha256=None, profile_sha256=None)
         )
     engine.dispose()
     assert http.get(url).json()["code"] == "report_not_found"
+    assert http.get(profile_url).json()["code"] == "profile_not_found"
 
     queued = http.post(url, timeout=30)
     assert queued.status_code == 202, queued.text
@@ -339,6 +348,7 @@ def test_a_version_has_its_report_and_an_older_one_gets_one_from_a_worker(
     p = served["outputs"][0]["data"]
     assert section["curves"][0]["roc"]["auc"] == pytest.approx(roc_auc_score(y, p), abs=1e-9)
     assert http.post(url, timeout=30).json()["code"] == "report_exists"
+    assert http.get(profile_url).json() == profile  # the job wrote the same profile again
 
 
 # Last: it corrupts version 1's ONNX file in the bucket.

@@ -1,5 +1,5 @@
-"""A version's evaluation report: JSON, one self-contained HTML file, and a report job
-for a version registered before reports."""
+"""A version's evaluation report (JSON, one self-contained HTML file), its reference
+profile, and a report job for a version registered before them."""
 
 from __future__ import annotations
 
@@ -14,12 +14,12 @@ from sqlalchemy.orm import Session
 from core.access import Scope
 from registry import versions
 from registry.artifacts import ArtifactStore
-from registry.errors import ReportNotFound
+from registry.errors import ProfileNotFound, ReportNotFound
 from services.api import idempotency, report_html
 from services.api.auth import needs
 from services.api.deps import QueueingDep, SessionDep, StoreDep
 from services.api.idempotency import IdempotencyKey
-from services.api.report_schemas import EvaluationReport
+from services.api.report_schemas import EvaluationReport, ReferenceProfile
 from services.api.routes.jobs import accept
 from services.api.schemas import JobAccepted, Text, VersionNumber
 from services.api.usecases import jobs as job_usecases
@@ -82,7 +82,9 @@ def request_report(
 ) -> BaseModel | Response:
     """Queue a job that scores the version's ONNX model on the rows its spec held out for
     testing, or without a test split on the rows it trained on (marked so): its fold
-    models were never kept. A version that has a report already is a 409."""
+    models were never kept. It also writes the reference profile and the held-out
+    predictions when the version lacks them. A version that has a report already is a
+    409."""
     q.who.require(Scope.TRAIN, model=name)
     return accept(
         request,
@@ -92,6 +94,34 @@ def request_report(
         operation="models-request_report",
         fingerprint=idempotency.fingerprint(name, version),
         queue=lambda: job_usecases.report(q, model_name=name, version=version),
+    )
+
+
+@router.get(
+    "/{name}/versions/{version}/profile",
+    summary="Get a version's reference profile",
+    responses=responses(404),
+    dependencies=[needs(Scope.READ)],
+)
+def get_profile(
+    request: Request, session: SessionDep, store: StoreDep, name: Text, version: VersionNumber
+) -> ReferenceProfile:
+    """What the rows the version's model was trained on looked like: per feature its
+    count, mean, standard deviation, range, quantiles and histogram; a regression's target
+    likewise, a classification's class balance. Served data is compared with it."""
+    mv = versions.get_version(session, model_name=name, version=version)
+    if mv.profile_sha256 is None:
+        raise ProfileNotFound(
+            f"version {version} of model {name!r} was registered before reference profiles; "
+            f"POST /models/{name}/versions/{version}/report asks a worker to write one"
+        )
+    body: dict[str, Any] = json.loads(store.get(mv.profile_sha256))
+    links = {
+        "self": str(request.url_for("get_profile", name=name, version=version)),
+        "version": str(request.url_for("get_version", name=name, version=version)),
+    }
+    return ReferenceProfile.model_validate(
+        {**body, "model_name": name, "version": version, "links": links}
     )
 
 

@@ -40,6 +40,7 @@ INTENDED: dict[str, int] = {
     "job_not_found": 404,
     "search_not_found": 404,
     "report_not_found": 404,
+    "profile_not_found": 404,
     "report_exists": 409,
     "key_not_found": 404,
     "model_not_found": 404,

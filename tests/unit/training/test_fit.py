@@ -212,6 +212,11 @@ def test_test_split_holds_rows_out_and_scores_the_final_model() -> None:
     assert len(set(held_out.rows.tolist())) == n_test
     np.testing.assert_array_equal(held_out.y, table.y[held_out.rows])
     assert sections[-1]["metrics"]["f1"] == result.test_metrics["f1"]
+    # The reference profile: the rows the exported model trained on, the test rows out.
+    assert result.profile is not None
+    assert result.profile["n_rows"] == 569 - n_test
+    assert sum(c["count"] for c in result.profile["classes"]) == 569 - n_test
+    assert result.profile["features"][0]["name"] == "mean radius"
 
 
 def test_validation_curves_are_what_keras_evaluate_reports() -> None:

@@ -122,6 +122,7 @@ CASES: dict[str, tuple[str, str, str, dict[str, Any], int]] = {
     "models-download_onnx": ("read", "GET", "/models/m/versions/1/artifacts/onnx", {}, 200),
     "models-get_report": ("read", "GET", "/models/m/versions/1/report", {}, 200),
     "models-get_report_html": ("read", "GET", "/models/m/versions/1/report.html", {}, 200),
+    "models-get_profile": ("read", "GET", "/models/m/versions/1/profile", {}, 200),
     # Version 2 has no report yet.
     "models-request_report": ("train", "POST", "/models/m/versions/2/report", {}, 202),
     "models-delete_version": ("admin", "DELETE", "/models/m/versions/2", {}, 204),
@@ -162,9 +163,12 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
             report = store.put(
                 b'{"task":"binary","class_labels":["0","1"],"threshold":0.5,"sections":[]}'
             )
+            profile = store.put(
+                b'{"kind":"table","n_rows":0,"features":[],"target":null,"classes":[]}'
+            )
             dataset = make_dataset(s, n_rows=20, class_counts={"0": 10, "1": 10})
             job = make_job(s, model_name="m", dataset_id=dataset.id, owner="trainer")
-            make_version(s, job=job, onnx_sha256=onnx, report_sha256=report)
+            make_version(s, job=job, onnx_sha256=onnx, report_sha256=report, profile_sha256=profile)
             make_version(s, model_name="m")
             aliases.set_alias(s, model_name="m", alias="production", version=1)
             doomed = make_job(s, model_name="m", dataset_id=dataset.id, owner="trainer")

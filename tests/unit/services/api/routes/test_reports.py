@@ -16,6 +16,7 @@ from registry.artifacts import ArtifactStore
 from registry.db import make_engine
 from registry.models import TrainingJob
 from tests.factories import BINARY_MLP, make_version, mlp, model_spec
+from training.profile import reference_profile
 from training.report import Scored, evaluation_report
 
 RNG = np.random.default_rng(3)
@@ -159,3 +160,30 @@ def test_asking_for_a_report_a_version_has_is_a_409(client: TestClient, db_url: 
     assert refused.status_code == 409
     assert refused.json()["code"] == "report_exists"
     assert client.post(f"/models/{name}/versions/99/report").status_code == 404
+
+
+def test_a_versions_reference_profile_is_served_and_a_missing_one_says_how_to_get_one(
+    client: TestClient, db_url: str
+) -> None:
+    store: ArtifactStore = client.app.state.store  # type: ignore[attr-defined]
+    X, y = RNG.normal(size=(120, 2)), RNG.integers(0, 2, 120)
+    profile = reference_profile(X, y, feature_names=["a", "b"], class_labels=[0, 1], kind="table")
+    name = f"p-{uuid.uuid4().hex[:8]}"
+    engine = make_engine(db_url)
+    with Session(engine) as s:
+        make_version(s, model_name=name, profile_sha256=store.put(json.dumps(profile).encode()))
+        make_version(s, model_name=name)
+        s.commit()
+    engine.dispose()
+
+    got = client.get(f"/models/{name}/versions/1/profile")
+
+    assert got.status_code == 200, got.text
+    body = got.json()
+    assert {k: body[k] for k in profile} == json.loads(json.dumps(profile))
+    version = client.get(f"/models/{name}/versions/1").json()
+    assert version["artifacts"]["profile"]["url"] == body["links"]["self"]
+    missing = client.get(f"/models/{name}/versions/2/profile")
+    assert missing.status_code == 404
+    assert missing.json()["code"] == "profile_not_found"
+    assert f"POST /models/{name}/versions/2/report" in missing.json()["detail"]
