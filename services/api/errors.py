@@ -73,3 +73,8 @@ class NotComparable(KilnError):
 class GateMetricUnknown(KilnError):
     kind = ErrorKind.INVALID
     code = "gate_metric_unknown"
+
+
+class DriftUnavailable(KilnError):
+    kind = ErrorKind.INVALID
+    code = "drift_unavailable"

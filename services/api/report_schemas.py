@@ -156,3 +156,32 @@ class ReferenceProfile(BaseModel):
         description="A classification's class balance; null for a regression."
     )
     links: dict[str, str]
+
+
+class FeatureDrift(BaseModel):
+    name: str
+    test: Literal["chi_squared", "wasserstein"]
+    statistic: float = Field(
+        description="chi_squared: the test statistic; wasserstein: the distance in units "
+        "of the feature's training standard deviation."
+    )
+    p_value: float | None = Field(description="chi_squared only.")
+    threshold: float = Field(
+        description="chi_squared: drifted when p_value is below it (0.01 over the number of "
+        "features); wasserstein: drifted when the distance is above it (0.1)."
+    )
+    drifted: bool
+
+
+class DriftRead(BaseModel):
+    model_name: str
+    version: int
+    dataset_id: str
+    n_rows: int
+    test: Literal["chi_squared", "wasserstein"] = Field(
+        description="chi_squared up to 1,000 rows, wasserstein above."
+    )
+    features: list[FeatureDrift]
+    drifted_features: list[str]
+    share_drifted: float
+    drifted: bool = Field(description="Whether any feature drifted.")

@@ -1,29 +1,33 @@
 """A version's evaluation report (JSON, one self-contained HTML file), its reference
-profile, and a report job for a version registered before them."""
+profile and a dataset's drift from it, and a report job for a version registered before
+them."""
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request, Response, status
+from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
 from core.access import Scope
-from registry import versions
+from core.vocabulary import DataKind
+from registry import datasets, versions
 from registry.artifacts import ArtifactStore
 from registry.errors import ProfileNotFound, ReportNotFound
-from services.api import idempotency, report_html
+from services.api import drift, idempotency, report_html
 from services.api.auth import needs
 from services.api.deps import QueueingDep, SessionDep, StoreDep
+from services.api.errors import DriftUnavailable
 from services.api.idempotency import IdempotencyKey
-from services.api.report_schemas import EvaluationReport, ReferenceProfile
+from services.api.report_schemas import DriftRead, EvaluationReport, ReferenceProfile
 from services.api.routes.jobs import accept
 from services.api.schemas import JobAccepted, Text, VersionNumber
 from services.api.usecases import jobs as job_usecases
 from services.problems import responses
+from training.inspect import read_csv
 
 router = APIRouter(prefix="/models", tags=["models"])
 
@@ -109,13 +113,7 @@ def get_profile(
     """What the rows the version's model was trained on looked like: per feature its
     count, mean, standard deviation, range, quantiles and histogram; a regression's target
     likewise, a classification's class balance. Served data is compared with it."""
-    mv = versions.get_version(session, model_name=name, version=version)
-    if mv.profile_sha256 is None:
-        raise ProfileNotFound(
-            f"version {version} of model {name!r} was registered before reference profiles; "
-            f"POST /models/{name}/versions/{version}/report asks a worker to write one"
-        )
-    body: dict[str, Any] = json.loads(store.get(mv.profile_sha256))
+    body = _profile(session, store, name, version)
     links = {
         "self": str(request.url_for("get_profile", name=name, version=version)),
         "version": str(request.url_for("get_version", name=name, version=version)),
@@ -123,6 +121,58 @@ def get_profile(
     return ReferenceProfile.model_validate(
         {**body, "model_name": name, "version": version, "links": links}
     )
+
+
+@router.get(
+    "/{name}/versions/{version}/drift",
+    summary="Compare a dataset with a version's training rows",
+    responses=responses(404, 422),
+    dependencies=[needs(Scope.READ)],
+)
+def get_drift(
+    session: SessionDep,
+    store: StoreDep,
+    name: Text,
+    version: VersionNumber,
+    dataset: Annotated[str, Query(description="The id of a stored table to compare.")],
+) -> DriftRead:
+    """Whether the rows of `dataset` look like the rows the version was trained on, per
+    feature against the version's reference profile: a chi-squared test up to 1,000 rows,
+    the Wasserstein distance above (services/api/drift.py). For tables; the dataset needs
+    the version's feature columns."""
+    mv = versions.get_version(session, model_name=name, version=version)
+    names = mv.signature.get("feature_names")
+    if mv.signature.get("kind") != "table" or not names:
+        raise DriftUnavailable(
+            f"version {version} of model {name!r} was trained on {mv.signature.get('kind')} "
+            "data; drift is compared for tables, by their named columns"
+        )
+    profile = _profile(session, store, name, version)
+    rows = datasets.get_dataset(session, dataset_id=dataset)
+    if rows.kind != DataKind.TABLE:
+        raise DriftUnavailable(f"dataset {dataset} holds {rows.kind.value}s, not a table")
+    frame = read_csv(store.get(rows.sha256), target=rows.target)
+    missing = [n for n in names if n not in frame.columns]
+    if missing:
+        raise DriftUnavailable(
+            f"dataset {dataset} lacks the version's feature columns {missing}; it has "
+            f"{[c for c in frame.columns if c != rows.target]}"
+        )
+    found = drift.drift(profile, frame[names].to_numpy(dtype="float64"), names=names)
+    return DriftRead.model_validate(
+        {**found, "model_name": name, "version": version, "dataset_id": dataset}
+    )
+
+
+def _profile(session: Session, store: ArtifactStore, name: str, version: int) -> dict[str, Any]:
+    mv = versions.get_version(session, model_name=name, version=version)
+    if mv.profile_sha256 is None:
+        raise ProfileNotFound(
+            f"version {version} of model {name!r} was registered before reference profiles; "
+            f"POST /models/{name}/versions/{version}/report asks a worker to write one"
+        )
+    profile: dict[str, Any] = json.loads(store.get(mv.profile_sha256))
+    return profile
 
 
 def _report(

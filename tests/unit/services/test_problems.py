@@ -41,6 +41,7 @@ INTENDED: dict[str, int] = {
     "search_not_found": 404,
     "report_not_found": 404,
     "profile_not_found": 404,
+    "drift_unavailable": 422,
     "report_exists": 409,
     "key_not_found": 404,
     "model_not_found": 404,

@@ -9,11 +9,13 @@ operation added without a line here fails `test_every_operation_is_in_the_table`
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
@@ -25,6 +27,7 @@ from services.api.app import create_app
 from services.settings import ApiSettings
 from tests.conftest import api_settings
 from tests.factories import SPEC, bearer, make_dataset, make_job, make_version
+from training.profile import reference_profile
 
 CSV = "a,y\n" + "".join(f"{i},{i % 2}\n" for i in range(20))
 ID = {"job": "", "dataset": "", "doomed_job": "", "search": "", "key": "0" * 32}
@@ -123,6 +126,13 @@ CASES: dict[str, tuple[str, str, str, dict[str, Any], int]] = {
     "models-get_report": ("read", "GET", "/models/m/versions/1/report", {}, 200),
     "models-get_report_html": ("read", "GET", "/models/m/versions/1/report.html", {}, 200),
     "models-get_profile": ("read", "GET", "/models/m/versions/1/profile", {}, 200),
+    "models-get_drift": (
+        "read",
+        "GET",
+        "/models/m/versions/1/drift",
+        {"params": {"dataset": "{dataset}"}},
+        200,
+    ),
     # Version 2 has no report yet.
     "models-request_report": ("train", "POST", "/models/m/versions/2/report", {}, 202),
     "models-delete_version": ("admin", "DELETE", "/models/m/versions/2", {}, 204),
@@ -163,12 +173,33 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
             report = store.put(
                 b'{"task":"binary","class_labels":["0","1"],"threshold":0.5,"sections":[]}'
             )
+            # A real table (column a, target y), its profile, and a version trained on it.
+            # (Not the bytes the upload case sends: those must be new to the registry.)
+            values = np.arange(20, dtype=np.float64) + 0.5
+            table = "a,y\n" + "".join(f"{v:g},{int(v) % 2}\n" for v in values)
             profile = store.put(
-                b'{"kind":"table","n_rows":0,"features":[],"target":null,"classes":[]}'
+                json.dumps(
+                    reference_profile(
+                        values[:, None],
+                        values % 2,
+                        feature_names=["a"],
+                        class_labels=[0, 1],
+                        kind="table",
+                    )
+                ).encode()
             )
-            dataset = make_dataset(s, n_rows=20, class_counts={"0": 10, "1": 10})
+            dataset = make_dataset(
+                s, n_rows=20, class_counts={"0": 10, "1": 10}, sha256=store.put(table.encode())
+            )
             job = make_job(s, model_name="m", dataset_id=dataset.id, owner="trainer")
-            make_version(s, job=job, onnx_sha256=onnx, report_sha256=report, profile_sha256=profile)
+            make_version(
+                s,
+                job=job,
+                onnx_sha256=onnx,
+                report_sha256=report,
+                profile_sha256=profile,
+                signature={"kind": "table", "feature_names": ["a"], "inputs": [], "outputs": []},
+            )
             make_version(s, model_name="m")
             aliases.set_alias(s, model_name="m", alias="production", version=1)
             doomed = make_job(s, model_name="m", dataset_id=dataset.id, owner="trainer")

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from sklearn.datasets import load_breast_cancer
 from sqlalchemy.orm import Session
 
 from registry.artifacts import ArtifactStore
@@ -187,3 +188,51 @@ def test_a_versions_reference_profile_is_served_and_a_missing_one_says_how_to_ge
     assert missing.status_code == 404
     assert missing.json()["code"] == "profile_not_found"
     assert f"POST /models/{name}/versions/2/report" in missing.json()["detail"]
+
+
+def test_a_datasets_drift_from_a_versions_training_rows(client: TestClient, db_url: str) -> None:
+    store: ArtifactStore = client.app.state.store  # type: ignore[attr-defined]
+    frame = load_breast_cancer(as_frame=True).frame
+    names = [c for c in frame.columns if c != "target"][:4]
+    train, later = frame.iloc[:350], frame.iloc[350:]
+    profile = reference_profile(
+        train[names].to_numpy(),
+        train["target"].to_numpy(),
+        feature_names=names,
+        class_labels=[0, 1],
+        kind="table",
+    )
+    name = f"d-{uuid.uuid4().hex[:8]}"
+    engine = make_engine(db_url)
+    with Session(engine) as s:
+        make_version(
+            s,
+            model_name=name,
+            profile_sha256=store.put(json.dumps(profile).encode()),
+            signature={"kind": "table", "feature_names": names, "inputs": [], "outputs": []},
+        )
+        s.commit()
+    engine.dispose()
+
+    def upload(table: Any) -> str:
+        files = {"file": ("rows.csv", table.to_csv(index=False).encode(), "text/csv")}
+        resp = client.post("/datasets", files=files, data={"target": "target"})
+        assert resp.status_code == 201, resp.text
+        return str(resp.json()["id"])
+
+    url = f"/models/{name}/versions/1/drift"
+    same = client.get(url, params={"dataset": upload(later)}).json()
+    moved = later.assign(**{names[2]: later[names[2]] + 2 * train[names[2]].std()})
+    shifted = client.get(url, params={"dataset": upload(moved)}).json()
+
+    assert (same["n_rows"], same["test"]) == (219, "chi_squared")
+    assert [f["name"] for f in same["features"]] == names
+    assert same["drifted"] is False, same
+    assert shifted["drifted"] is True
+    assert shifted["drifted_features"] == [names[2]]
+    (feature,) = [f for f in shifted["features"] if f["drifted"]]
+    assert feature["p_value"] < feature["threshold"] == pytest.approx(0.01 / 4)
+    lacking = client.get(url, params={"dataset": upload(later.drop(columns=[names[0]]))})
+    assert lacking.status_code == 422
+    assert f"lacks the version's feature columns ['{names[0]}']" in lacking.json()["detail"]
+    assert client.get(url, params={"dataset": "nope"}).status_code == 404
