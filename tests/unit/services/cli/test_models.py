@@ -88,10 +88,13 @@ def test_a_gated_alias_set_that_cannot_compare_is_refused(
     kiln: Any, name: str, client: TestClient
 ) -> None:
     assert kiln("models", "alias", "set", name, "production", "1").exit_code == 0
-    # The two versions were trained on different datasets: their folds are not the same.
+    # The two versions were trained on different datasets: neither their folds nor their
+    # held-out rows are the same.
     out = kiln("models", "alias", "set", name, "production", "2", "--gate", "f1", "--alpha", "0.1")
     assert out.exit_code == 1, out.output
-    assert "not evaluated on the same folds" in " ".join(out.output.split())
+    said = " ".join(out.output.split())
+    assert "evaluated neither on the same folds (they differ in the dataset" in said
+    assert "nor on the same held-out rows" in said
     assert client.get(f"/models/{name}/aliases/production").json()["version"] == 1
 
 
