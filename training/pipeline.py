@@ -113,7 +113,7 @@ def run_training(
         folds_sha256=fold_assignment(table, spec) if spec.cross_validation else None,
         report=evaluation_report(spec, scored, class_labels=table.class_labels),
         test_predictions=test_predictions,
-        profile=training_profile(table, spec),
+        profile=_profile(table, X, y),
     )
 
 
@@ -163,6 +163,10 @@ def report_of_export(
 def training_profile(table: Table, spec: ModelSpec) -> dict[str, Any]:
     """The reference profile of the rows `run_training` refits on (all but the test rows)."""
     X, y, _, _ = _split_test(table, spec)
+    return _profile(table, X, y)
+
+
+def _profile(table: Table, X: np.ndarray, y: np.ndarray) -> dict[str, Any]:
     return reference_profile(
         X,
         y,

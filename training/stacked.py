@@ -160,15 +160,16 @@ def run_stacked(
             right += r_sum.numpy()
             seen += s_sum.numpy()
         val_out = predict(model, X_val)
+        # Every fold's validation loss and metric at once, each over its own rows.
+        val_loss = _fold_means(loss_fn(T_val, val_out), M_val)
+        val_metric = _fold_means(_progress(spec, T_val, val_out), M_val)
         for i in range(k):
             logs = {
                 "loss": float(totals[i] / max(seen[i], 1)),
                 metric: float(right[i] / max(seen[i], 1)),
+                "val_loss": float(val_loss[i]),
+                f"val_{metric}": float(val_metric[i]),
             }
-            val_t, rows = T_val[:, i], M_val[:, i] > 0
-            val_loss = float(np.mean(np.asarray(loss_fn(val_t[rows], val_out[rows, i]))))
-            logs["val_loss"] = val_loss
-            logs[f"val_{metric}"] = _val_metric(spec, val_t[rows], val_out[rows, i])
             refuse_non_finite(spec, logs, where=f"fold {i + 1}", epoch=epoch)
             for key, v in logs.items():
                 histories[i].setdefault(key, []).append(v)
@@ -247,14 +248,11 @@ def _progress(spec: ModelSpec, t: Any, out: Any) -> Any:
     return tf.cast(tf.equal(predicted, tf.cast(t, tf.int64)), tf.float32)
 
 
-def _val_metric(spec: ModelSpec, t: np.ndarray, out: np.ndarray) -> float:
-    if spec.task == Task.REGRESSION:
-        return float(np.mean(np.abs(t.reshape(-1) - out.reshape(-1))))
-    if spec.loss == "binary_crossentropy":
-        return float(np.mean((out[..., 0] > 0.5) == (t[..., 0] > 0.5)))
-    predicted = out.argmax(axis=-1)
-    truth = t.argmax(axis=-1) if spec.loss == "categorical_crossentropy" else t
-    return float(np.mean(predicted == truth))
+def _fold_means(values: Any, real: np.ndarray) -> np.ndarray:
+    """The mean of [rows, k] ``values`` over each fold's real rows (a padding row's value,
+    whatever it is, never counts)."""
+    kept = np.where(real > 0, np.asarray(values, dtype=np.float64), 0.0)
+    return np.asarray(kept.sum(axis=0) / np.maximum(real.sum(axis=0), 1))
 
 
 class _FoldModel:

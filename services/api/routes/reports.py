@@ -13,10 +13,12 @@ from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
 from core.access import Scope
+from core.errors import KilnError
 from core.vocabulary import DataKind
 from registry import datasets, versions
 from registry.artifacts import ArtifactStore
 from registry.errors import ProfileNotFound, ReportNotFound
+from registry.models import ModelVersion
 from services.api import drift, idempotency, report_html
 from services.api.auth import needs
 from services.api.deps import QueueingDep, SessionDep, StoreDep
@@ -147,7 +149,7 @@ def get_drift(
             f"version {version} of model {name!r} was trained on {mv.signature.get('kind')} "
             "data; drift is compared for tables, by their named columns"
         )
-    profile = _profile(session, store, name, version)
+    profile = _stored_profile(store, mv)
     rows = datasets.get_dataset(session, dataset_id=dataset)
     if rows.kind != DataKind.TABLE:
         raise DriftUnavailable(f"dataset {dataset} holds {rows.kind.value}s, not a table")
@@ -166,25 +168,41 @@ def get_drift(
 
 def _profile(session: Session, store: ArtifactStore, name: str, version: int) -> dict[str, Any]:
     mv = versions.get_version(session, model_name=name, version=version)
-    if mv.profile_sha256 is None:
-        raise ProfileNotFound(
-            f"version {version} of model {name!r} was registered before reference profiles; "
-            f"POST /models/{name}/versions/{version}/report asks a worker to write one"
-        )
-    profile: dict[str, Any] = json.loads(store.get(mv.profile_sha256))
-    return profile
+    return _stored_profile(store, mv)
+
+
+def _stored_profile(store: ArtifactStore, mv: ModelVersion) -> dict[str, Any]:
+    return _stored(
+        store,
+        mv.profile_sha256,
+        ProfileNotFound(
+            f"version {mv.version} of model {mv.model_name!r} was registered before reference "
+            f"profiles; POST /models/{mv.model_name}/versions/{mv.version}/report asks a "
+            "worker to write one"
+        ),
+    )
+
+
+def _stored(store: ArtifactStore, sha256: str | None, missing: KilnError) -> dict[str, Any]:
+    """A version's JSON artifact (report, profile), or ``missing`` when it has none."""
+    if sha256 is None:
+        raise missing
+    document: dict[str, Any] = json.loads(store.get(sha256))
+    return document
 
 
 def _report(
     request: Request, session: Session, store: ArtifactStore, name: str, version: int
 ) -> EvaluationReport:
     mv = versions.get_version(session, model_name=name, version=version)
-    if mv.report_sha256 is None:
-        raise ReportNotFound(
+    body = _stored(
+        store,
+        mv.report_sha256,
+        ReportNotFound(
             f"version {version} of model {name!r} was registered before evaluation reports; "
             f"POST /models/{name}/versions/{version}/report asks a worker to write one"
-        )
-    body: dict[str, Any] = json.loads(store.get(mv.report_sha256))
+        ),
+    )
     links = {
         "self": str(request.url_for("get_report", name=name, version=version)),
         "html": str(request.url_for("get_report_html", name=name, version=version)),
